@@ -1,0 +1,173 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/shoal-db/shoal/fsm"
+	"github.com/shoal-db/shoal/node"
+	"github.com/shoal-db/shoal/storage"
+)
+
+// apiError is an error with the HTTP status and code it is answered with.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func errorf(status int, code, format string, args ...any) *apiError {
+	return &apiError{status: status, code: code, message: fmt.Sprintf(format, args...)}
+}
+
+func badRequest(format string, args ...any) *apiError {
+	return errorf(http.StatusBadRequest, fsm.CodeInvalid, format, args...)
+}
+
+// statusOf maps every error a handler can meet to its reply, in one place.
+func statusOf(err error) *apiError {
+	var ae *apiError
+	var fe *fsm.Error
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.As(err, &fe):
+		status := map[string]int{
+			fsm.CodeInvalid:   http.StatusBadRequest,
+			fsm.CodeNotFound:  http.StatusNotFound,
+			fsm.CodeForbidden: http.StatusForbidden,
+			fsm.CodeConflict:  http.StatusConflict,
+			fsm.CodeTooLarge:  http.StatusRequestEntityTooLarge,
+		}[fe.Code]
+		if status == 0 {
+			status = http.StatusBadRequest
+		}
+		return &apiError{status: status, code: fe.Code, message: fe.Message}
+	case errors.As(err, &tooLarge):
+		return errorf(http.StatusRequestEntityTooLarge, fsm.CodeTooLarge,
+			"request body is larger than %d bytes", tooLarge.Limit)
+	case errors.Is(err, storage.ErrNotFound):
+		return errorf(http.StatusNotFound, fsm.CodeNotFound, "not found")
+	case errors.Is(err, node.ErrNoLeader):
+		return errorf(http.StatusServiceUnavailable, "no_leader",
+			"no leader is available (an election may be in progress); retry shortly")
+	case errors.Is(err, node.ErrTimeout):
+		return errorf(http.StatusServiceUnavailable, "timeout", "%v", err)
+	case errors.Is(err, node.ErrUnknownOutcome):
+		return errorf(http.StatusServiceUnavailable, "unknown_outcome",
+			"leadership changed while the write was in flight; it may or may not have "+
+				"been applied: retry with the same Idempotency-Key")
+	case errors.Is(err, node.ErrUnknownMember):
+		return errorf(http.StatusNotFound, fsm.CodeNotFound, "%v", err)
+	}
+	return errorf(http.StatusInternalServerError, "internal", "%v", err)
+}
+
+// writeError answers with the JSON error body for err.
+func writeError(w http.ResponseWriter, err error) {
+	ae := statusOf(err)
+	if ae.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, ae.status, map[string]any{
+		"error": map[string]string{"code": ae.code, "message": ae.message},
+	})
+}
+
+// writeJSON answers with status and v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		body = []byte(`{"error":{"code":"internal","message":"cannot encode reply"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// setIndex sets the X-Shoal-Index header to the index a reply reflects.
+func setIndex(w http.ResponseWriter, index uint64) {
+	w.Header().Set(HeaderIndex, strconv.FormatUint(index, 10))
+}
+
+// decodeBody decodes a JSON object strictly: valid UTF-8, no unknown
+// fields, nothing after the object.
+func decodeBody(r *http.Request, v any) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return badRequest("request body is empty; want a JSON object")
+	}
+	if !utf8.Valid(body) {
+		return badRequest("request body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return badRequest("field %q: want %s, got JSON %s", typeErr.Field, typeErr.Type,
+				typeErr.Value)
+		}
+		return badRequest("bad JSON body: %v", err)
+	}
+	if dec.More() {
+		return badRequest("bad JSON body: unexpected data after the object")
+	}
+	return nil
+}
+
+// readBarrier applies the request's consistency and min_index query
+// parameters and returns the applied index the read reflects.
+func (s *Server) readBarrier(r *http.Request) (uint64, error) {
+	q := r.URL.Query()
+	level := node.Local
+	switch c := q.Get("consistency"); c {
+	case "", "local", "default":
+	case "strong", "linearizable":
+		level = node.Strong
+	default:
+		return 0, badRequest("consistency %q: want local or strong", c)
+	}
+	var minIndex uint64
+	if v := q.Get("min_index"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, badRequest("min_index %q: want a non-negative integer", v)
+		}
+		minIndex = n
+	}
+	if level == node.Local && minIndex == 0 {
+		return s.node.AppliedIndex(), nil
+	}
+	return s.node.ReadBarrier(r.Context(), level, minIndex)
+}
+
+// propose commits cmd with the request's idempotency key and returns the
+// state machine's result; a rejection comes back as an error.
+func (s *Server) propose(r *http.Request, cmd fsm.Command) (*fsm.Result, error) {
+	cmd.IdempotencyKey = r.Header.Get(HeaderIdempotencyKey)
+	if len(cmd.IdempotencyKey) > 128 {
+		return nil, badRequest("Idempotency-Key is longer than 128 bytes")
+	}
+	result, err := s.node.Propose(r.Context(), cmd)
+	if err != nil {
+		return nil, err
+	}
+	if result.Err != nil {
+		return result, result.Err
+	}
+	return result, nil
+}

@@ -1,0 +1,237 @@
+// Package api is shoal's HTTP interface: JSON REST handlers for each
+// domain, the cluster admin endpoints, health, readiness and Prometheus
+// metrics. Handlers validate input and translate between HTTP and the node;
+// the rules of each domain live in package fsm.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shoal-db/shoal/node"
+	"github.com/shoal-db/shoal/transport"
+)
+
+// Reply headers every response carries.
+const (
+	HeaderNode  = "X-Shoal-Node"
+	HeaderIndex = "X-Shoal-Index"
+
+	// HeaderIdempotencyKey on a write makes a retry return the first
+	// result instead of applying twice.
+	HeaderIdempotencyKey = "Idempotency-Key"
+
+	// HeaderUser names the caller until authentication lands; see
+	// Identity.
+	HeaderUser = "X-Shoal-User"
+
+	headerForwarded = "X-Shoal-Forwarded"
+)
+
+// Config holds what a Server needs besides its node.
+type Config struct {
+	// MaxBodyBytes bounds a request body; larger ones get 413.
+	MaxBodyBytes int64
+
+	// Logger receives request errors at Debug and failures at Error.
+	Logger *slog.Logger
+
+	// Registry receives HTTP metrics and is served at /metrics. Nil
+	// means a private registry with only the HTTP and Go metrics.
+	Registry *prometheus.Registry
+}
+
+// DefaultConfig returns a Config with a 1 MiB body limit.
+func DefaultConfig() Config {
+	return Config{MaxBodyBytes: 1 << 20, Logger: slog.Default()}
+}
+
+// Server serves one node's HTTP API. It is safe for concurrent use.
+type Server struct {
+	node    *node.Node
+	cfg     Config
+	logger  *slog.Logger
+	mux     *http.ServeMux
+	latency *prometheus.HistogramVec
+}
+
+// New returns a Server for n.
+func New(n *node.Node, cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultConfig().MaxBodyBytes
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{
+		node:   n,
+		cfg:    cfg,
+		logger: cfg.Logger.With("component", "api"),
+		mux:    http.NewServeMux(),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "shoal_http_request_duration_seconds",
+			Help:    "HTTP request latency by route, method and status.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"route", "method", "status"}),
+	}
+	_ = cfg.Registry.Register(s.latency)
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /healthz", s.healthz)
+	m.HandleFunc("GET /readyz", s.readyz)
+	m.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+
+	m.HandleFunc("GET /v1/cluster", s.clusterStatus)
+	m.HandleFunc("POST /v1/cluster/nodes", s.leaderOnly(s.joinNode))
+	m.HandleFunc("DELETE /v1/cluster/nodes/{id}", s.leaderOnly(s.removeNode))
+	m.HandleFunc("POST /v1/cluster/leader", s.leaderOnly(s.transferLeader))
+	m.HandleFunc("GET /v1/debug/digest", s.digest)
+
+	m.HandleFunc("PUT /v1/stocks/{symbol}", s.putStock)
+	m.HandleFunc("GET /v1/stocks/{symbol}", s.getStock)
+	m.HandleFunc("GET /v1/stocks", s.listStocks)
+
+	m.Handle("/internal/", transport.Handler(s.node))
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errorf(http.StatusNotFound, "not_found",
+			"no route for %s %s", r.Method, r.URL.Path))
+	})
+}
+
+// Handler returns the server's root handler with its middleware.
+func (s *Server) Handler() http.Handler {
+	return s.withMiddleware(s.mux)
+}
+
+// withMiddleware wraps h with, outermost first: panic recovery, metrics,
+// the node headers, the body limit and identity resolution.
+func (s *Server) withMiddleware(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.logger.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", p)
+				if !rec.wrote {
+					writeError(rec, errorf(http.StatusInternalServerError, "internal",
+						"internal error"))
+				}
+			}
+			route := r.Pattern
+			if route == "" {
+				route = "unmatched"
+			}
+			s.latency.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).
+				Observe(time.Since(start).Seconds())
+		}()
+
+		rec.Header().Set(HeaderNode, s.node.ID())
+		rec.Header().Set(HeaderIndex, strconv.FormatUint(s.node.AppliedIndex(), 10))
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(rec, r.Body, s.cfg.MaxBodyBytes)
+		}
+		r = r.WithContext(withIdentity(r.Context(), resolveIdentity(r)))
+		h.ServeHTTP(rec, r)
+	})
+}
+
+// statusRecorder remembers the status a handler wrote, for metrics.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	if !r.wrote {
+		r.status, r.wrote = status, true
+	}
+	r.ResponseWriter.WriteHeader(status)
+}
+
+func (r *statusRecorder) Write(p []byte) (int, error) {
+	r.wrote = true
+	return r.ResponseWriter.Write(p)
+}
+
+// Flush lets server-sent events through the recorder.
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// leaderOnly runs h on the leader: a follower passes the request to the
+// leader unchanged and relays its answer.
+func (s *Server) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.node.IsLeader() {
+			h(w, r)
+			return
+		}
+		_, leader, err := s.node.LeaderHTTP()
+		if err != nil || r.Header.Get(headerForwarded) != "" {
+			writeError(w, node.ErrNoLeader)
+			return
+		}
+		proxy := &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.Out.URL.Scheme, pr.Out.URL.Host = "http", leader
+				pr.Out.Host = leader
+				pr.Out.Header.Set(headerForwarded, s.node.ID())
+			},
+			ModifyResponse: func(resp *http.Response) error {
+				// The reply is the leader's: say so.
+				resp.Header.Del(HeaderNode)
+				return nil
+			},
+			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+				writeError(w, node.ErrNoLeader)
+			},
+		}
+		proxy.ServeHTTP(w, r)
+	}
+}
+
+// Identity is who is making a request. Today it is whatever the caller
+// names in the X-Shoal-User header (empty when absent); authentication
+// replaces resolveIdentity and nothing else.
+type Identity struct {
+	User string
+}
+
+type identityKey struct{}
+
+func resolveIdentity(r *http.Request) Identity {
+	return Identity{User: r.Header.Get(HeaderUser)}
+}
+
+func withIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
+// IdentityFrom returns the identity the middleware resolved for ctx.
+func IdentityFrom(ctx context.Context) Identity {
+	id, _ := ctx.Value(identityKey{}).(Identity)
+	return id
+}
