@@ -220,19 +220,20 @@ func TestAPIErrorDecodingAndNoRetryOn4xx(t *testing.T) {
 		code    string
 		message string
 	}{
-		{"write rejected", http.MethodPut, http.StatusBadRequest, "bad_price", "price must be > 0"},
+		{"write rejected", http.MethodPut, http.StatusBadRequest, "bad_price", "must be > 0"},
 		{"read not found", http.MethodGet, http.StatusNotFound, "not_found", "no quote for ZZZ"},
-		{"body too large", http.MethodPut, http.StatusRequestEntityTooLarge, "too_large", "max 1 MiB"},
+		{"too large", http.MethodPut, http.StatusRequestEntityTooLarge, "too_large", "1 MiB"},
 		{"server bug", http.MethodPut, http.StatusInternalServerError, "internal", "boom"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var requests atomic.Int32
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			handler := func(w http.ResponseWriter, _ *http.Request) {
 				requests.Add(1)
 				w.Header().Set(HeaderNode, "n3")
 				writeError(w, tt.status, tt.code, tt.message)
-			}))
+			}
+			srv := httptest.NewServer(http.HandlerFunc(handler))
 			defer srv.Close()
 			c := newTestClient(t, Config{Addrs: []string{srv.URL, srv.URL}})
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -80,7 +81,12 @@ type TransportError struct {
 
 // Error implements error.
 func (e *TransportError) Error() string {
-	return fmt.Sprintf("shoal: no reply from %s: %v", e.Addr, e.Err)
+	cause := e.Err
+	var urlErr *url.Error
+	if errors.As(cause, &urlErr) {
+		cause = urlErr.Err // the URL is already in the message
+	}
+	return fmt.Sprintf("shoal: no reply from %s: %v", e.Addr, cause)
 }
 
 // Unwrap returns the cause.

@@ -148,7 +148,9 @@ func (f *listFSM) list() []string {
 }
 
 // startRaft starts a single-node raft on store and waits until it leads.
-func startRaft(t *testing.T, store *RaftStore, snapshots raft.SnapshotStore, fsm raft.FSM) *raft.Raft {
+func startRaft(
+	t *testing.T, store *RaftStore, snapshots raft.SnapshotStore, fsm raft.FSM,
+) *raft.Raft {
 	t.Helper()
 	config := raft.DefaultConfig()
 	config.LocalID = "node1"

@@ -31,7 +31,8 @@ const (
 // and in use. Restore may read r past the end of the stream.
 //
 // Restore must be called from the state machine's goroutine with no batch
-// open; the swap waits for open snapshots to be closed.
+// open; the swap waits for open snapshots to be closed. If the swap fails
+// part way the error says so, and the StateDB may be left closed.
 func (s *StateDB) Restore(r io.Reader) error {
 	start := time.Now()
 	restored := s.dir + restoredSuffix
@@ -105,10 +106,11 @@ func writeStream(db *pebble.DB, r io.Reader) (entries int, err error) {
 	}
 }
 
-// swapIn closes the live database, moves the restored one into its place
-// and opens it. If the first rename fails the old database is reopened; if
-// the database cannot be opened at all, later calls return ErrClosed and
-// the next OpenState finishes the swap.
+// swapIn waits for open batches and snapshots to be closed, closes the
+// live database, moves the restored one into its place and opens it. If
+// the first rename fails the old database is reopened; if no database can
+// be opened, later calls return ErrClosed and the next OpenState finishes
+// the swap.
 func (s *StateDB) swapIn() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -116,6 +118,7 @@ func (s *StateDB) swapIn() error {
 	if s.db == nil {
 		return ErrClosed
 	}
+	s.open.Wait()
 	closeErr := s.db.Close()
 	s.db = nil
 

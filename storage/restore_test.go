@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -34,10 +35,9 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	// Enough data for Restore to commit several batches.
 	value := bytes.Repeat([]byte("v"), 20<<10)
 	b := source.NewBatch()
-	for i := range 500 {
+	for i := range 250 {
 		require.NoError(t, b.Set(fmt.Appendf(nil, "key/%04d", i), value))
 	}
-	require.NoError(t, b.Set(nil, []byte("empty key")))
 	require.NoError(t, b.Set([]byte("empty value"), nil))
 	require.NoError(t, b.Commit(false))
 	require.NoError(t, b.Close())
@@ -47,8 +47,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	want, err := Digest(snap)
 	require.NoError(t, err)
 
-	// Writes after the snapshot must not reach the stream. The batch takes
-	// a second read lock, which is fine while no Restore waits.
+	// Writes after the snapshot must not reach the stream.
 	writeKeys(t, source, "later", "x", "key/0000", "changed")
 	old, err := snap.Get([]byte("key/0000"))
 	require.NoError(t, err)
@@ -169,7 +168,7 @@ func TestRestoreWithConcurrentReaders(t *testing.T) {
 		})
 	}
 
-	for round := range 6 {
+	for round := range 2 * len(streams) {
 		require.NoError(t, target.Restore(bytes.NewReader(streams[round%len(streams)])))
 	}
 	stop.Store(true)
@@ -190,4 +189,31 @@ func assertNoError(t *testing.T, errs ...error) bool {
 		}
 	}
 	return true
+}
+
+func TestRestoreWaitsForOpenSnapshots(t *testing.T) {
+	source := openState(t, t.TempDir())
+	writeKeys(t, source, "k", "new")
+	stream, _ := snapshotStream(t, source)
+
+	target := openState(t, t.TempDir())
+	writeKeys(t, target, "k", "old")
+	snap := target.NewSnapshot()
+
+	restored := make(chan error)
+	go func() { restored <- target.Restore(bytes.NewReader(stream)) }()
+	select {
+	case err := <-restored:
+		t.Fatalf("Restore returned while a snapshot was open: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	// The open snapshot still reads the old state.
+	value, err := snap.Get([]byte("k"))
+	require.NoError(t, err)
+	require.Equal(t, []byte("old"), value)
+
+	require.NoError(t, snap.Close())
+	require.NoError(t, <-restored)
+	require.Equal(t, []string{"k=new"}, collect(t, target, "", "", false))
 }

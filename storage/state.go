@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -22,20 +23,29 @@ const stateCacheSize = 32 << 20
 //
 // Get, Scan, NewSnapshot and Sync may be called from any number of
 // goroutines at once. NewBatch and Restore must be called from one
-// goroutine, the state machine's. Every open Batch and Snapshot holds a
-// read lock on the database until it is closed, so Restore and Close wait
-// for them; keep them short-lived, and do not call the StateDB's own
-// methods from a goroutine that holds one open while Restore may run, or
-// it deadlocks behind the waiting Restore.
+// goroutine, the state machine's.
+//
+// NB: Close, and Restore when it swaps the database, wait until every open
+// Batch and Snapshot has been closed, and meanwhile every other call waits
+// too. Keep batches and snapshots short-lived, and never let the closing
+// of one depend on a call to the StateDB, or they deadlock.
 type StateDB struct {
 	dir    string
 	opts   *pebble.Options
 	logger *slog.Logger
 
-	// mu is read-locked for every use of db, and write-locked to close it
-	// or to swap it for a restored one.
+	// mu is read-locked for every use of db, including opening a batch or
+	// snapshot on it, and write-locked to close it or swap it for a
+	// restored one. Open batches and snapshots do not hold it: the state
+	// machine opens a batch while a snapshot it opened is still being
+	// streamed, and a read lock taken twice by one goroutine is what the
+	// deadlock build reports.
 	mu lock.RWMutex
 	db *pebble.DB
+
+	// open counts the batches and snapshots open on db; Close and Restore
+	// wait for it to drop to zero while they hold mu.
+	open sync.WaitGroup
 }
 
 // OpenState opens, or creates, the state database in dir. It first
@@ -65,6 +75,7 @@ func (s *StateDB) Close() error {
 	if s.db == nil {
 		return nil
 	}
+	s.open.Wait()
 	err := s.db.Close()
 	s.db = nil
 	return err
@@ -82,7 +93,7 @@ func (s *StateDB) Get(key []byte) ([]byte, error) {
 }
 
 // Scan implements Reader over the live database. The database cannot be
-// restored or closed while the scan runs.
+// restored or closed while the scan runs, so fn must not call the StateDB.
 func (s *StateDB) Scan(
 	lower, upper []byte, reverse bool, fn func(key, value []byte) error,
 ) error {
@@ -107,27 +118,31 @@ func (s *StateDB) Sync() error {
 }
 
 // NewBatch starts an indexed batch: its reads see its own writes layered
-// over the database. The caller must Close it; until then it holds a read
-// lock on the database. NewBatch panics if the StateDB is closed.
+// over the database. The caller must Close it; until then Restore and
+// Close wait. NewBatch panics if the StateDB is closed.
 func (s *StateDB) NewBatch() *Batch {
 	s.mu.RLock()
+	defer s.mu.RUnlock()
+
 	if s.db == nil {
-		s.mu.RUnlock()
 		panic("storage: NewBatch on a closed StateDB")
 	}
+	s.open.Add(1)
 	return &Batch{state: s, batch: s.db.NewIndexedBatch()}
 }
 
 // NewSnapshot returns a consistent point-in-time view of the database. It
 // may be read from many goroutines at once. The caller must Close it;
-// until then it holds a read lock on the database. NewSnapshot panics if
-// the StateDB is closed.
+// until then Restore and Close wait. NewSnapshot panics if the StateDB is
+// closed.
 func (s *StateDB) NewSnapshot() *Snapshot {
 	s.mu.RLock()
+	defer s.mu.RUnlock()
+
 	if s.db == nil {
-		s.mu.RUnlock()
 		panic("storage: NewSnapshot on a closed StateDB")
 	}
+	s.open.Add(1)
 	return &Snapshot{state: s, snap: s.db.NewSnapshot()}
 }
 
@@ -175,8 +190,8 @@ func (b *Batch) Commit(sync bool) error {
 	return b.batch.Commit(opts)
 }
 
-// Close releases the batch, dropping it if it was not committed, and its
-// read lock. Calling Close again does nothing.
+// Close releases the batch, dropping it if it was not committed. Calling
+// Close again does nothing.
 func (b *Batch) Close() error {
 	if b.batch == nil {
 		return nil
@@ -184,7 +199,7 @@ func (b *Batch) Close() error {
 
 	err := b.batch.Close()
 	b.batch = nil
-	b.state.mu.RUnlock()
+	b.state.open.Done()
 	return err
 }
 
@@ -211,8 +226,7 @@ func (sn *Snapshot) Scan(
 	return scan(sn.snap, lower, upper, reverse, fn)
 }
 
-// Close releases the snapshot and its read lock. Calling Close again does
-// nothing.
+// Close releases the snapshot. Calling Close again does nothing.
 func (sn *Snapshot) Close() error {
 	if sn.snap == nil {
 		return nil
@@ -220,6 +234,6 @@ func (sn *Snapshot) Close() error {
 
 	err := sn.snap.Close()
 	sn.snap = nil
-	sn.state.mu.RUnlock()
+	sn.state.open.Done()
 	return err
 }

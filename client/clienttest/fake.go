@@ -203,7 +203,9 @@ func (c *Cluster) list(node int, w http.ResponseWriter) {
 	for _, q := range c.quotes {
 		list.Stocks = append(list.Stocks, q)
 	}
-	slices.SortFunc(list.Stocks, func(a, b quote) int { return strings.Compare(a.Symbol, b.Symbol) })
+	slices.SortFunc(list.Stocks, func(a, b quote) int {
+		return strings.Compare(a.Symbol, b.Symbol)
+	})
 	reply, _ := json.Marshal(list)
 	c.writeReply(w, reply)
 }

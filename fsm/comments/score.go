@@ -10,8 +10,8 @@ import (
 const wilsonZ = 1.281551565545
 
 // wilsonLowerBound returns the lower bound of the Wilson score interval of
-// the share of upvotes among ups+downs votes, or 0 with no votes, clamped
-// at 0 from below.
+// the share of upvotes among ups+downs votes, or 0 without upvotes (where
+// it is exactly 0 but rounding would leave a speck either side of it).
 //
 // NB: every product is wrapped in an explicit float64 conversion. The Go
 // spec lets the compiler fuse x*y+z into one fused multiply-add (it does
@@ -20,7 +20,7 @@ const wilsonZ = 1.281551565545
 // +, -, / and math.Sqrt correctly rounded by IEEE 754, the result is the
 // same bits on every platform, as the indexes of all nodes require.
 func wilsonLowerBound(ups, downs uint64) float64 {
-	if ups+downs == 0 {
+	if ups == 0 {
 		return 0
 	}
 	const z2 = wilsonZ * wilsonZ // constant: exact, then rounded once
@@ -30,9 +30,6 @@ func wilsonLowerBound(ups, downs uint64) float64 {
 	center := p + z2/float64(2*n)
 	spread := float64(wilsonZ * math.Sqrt((float64(p*q)+z2/float64(4*n))/n))
 	lower := (center - spread) / (1 + z2/n)
-	if !(lower > 0) {
-		return 0 // rounding can leave -1e-17 for no upvotes; and -0 is 0
-	}
 	return lower
 }
 

@@ -252,30 +252,46 @@ func (r *Rope) build(s string) *ropeNode {
 // split cuts tree into the first k code points and the rest, cutting a
 // chunk in two if k falls inside it.
 func (r *Rope) split(tree *ropeNode, k int) (left, right *ropeNode) {
+	left, right = splitNodes(tree, k)
+
+	// The chunk k falls inside, if any, ended up last in left: it keeps its
+	// head, and a new node with the tail goes first in right. Making the
+	// node here rather than inside splitNodes keeps its fresh priority from
+	// landing under a parent of a lower one.
+	over := left.size() - k
+	if over == 0 {
+		return left, right
+	}
+
+	last := left
+	for last.right != nil {
+		last = last.right
+	}
+	keep := last.runes - over
+	off := runeOffset(last.chunk, keep)
+	tail := r.newNode(last.chunk[off:], over)
+	last.chunk, last.runes = last.chunk[:off], keep
+	for p := left; p != nil; p = p.right {
+		p.sumRunes -= over
+		p.sumBytes -= len(tail.chunk)
+	}
+	return left, merge(tail, right)
+}
+
+// splitNodes cuts tree into the nodes whose chunks start before code point
+// k and the rest.
+func splitNodes(tree *ropeNode, k int) (left, right *ropeNode) {
 	if tree == nil {
 		return nil, nil
 	}
 
 	leftLen := tree.left.size()
-	switch {
-	case k <= leftLen:
-		left, tree.left = r.split(tree.left, k)
+	if k <= leftLen {
+		left, tree.left = splitNodes(tree.left, k)
 		tree.update()
 		return left, tree
-	case k >= leftLen+tree.runes:
-		tree.right, right = r.split(tree.right, k-leftLen-tree.runes)
-		tree.update()
-		return tree, right
 	}
-
-	// k falls inside this chunk: the node keeps the head and a new node
-	// takes the tail, in front of the right subtree.
-	k -= leftLen
-	off := runeOffset(tree.chunk, k)
-	tail := r.newNode(tree.chunk[off:], tree.runes-k)
-	tree.chunk, tree.runes = tree.chunk[:off], k
-	right = merge(tail, tree.right)
-	tree.right = nil
+	tree.right, right = splitNodes(tree.right, k-leftLen-tree.runes)
 	tree.update()
 	return tree, right
 }

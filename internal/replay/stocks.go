@@ -22,10 +22,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/apd/v3"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-db/shoal/client"
+	"github.com/shoal-db/shoal/fsm/stocks"
 )
 
 // StockQuote is one row of the daily stock file: the close of one symbol
@@ -35,7 +37,10 @@ type StockQuote struct {
 	Symbol string
 	// Date is the trading day at 00:00 UTC.
 	Date time.Time
-	// Close is the closing price exactly as the file spells it.
+	// Close is the closing price as the file spells it, rounded half to
+	// even to stocks.MaxDecimals places: some rows carry binary
+	// floating-point noise such as 31.910999999999998, which the server
+	// rightly rejects as too precise.
 	Close string
 }
 
@@ -83,10 +88,14 @@ func ReadStocks(r io.Reader) ([]StockQuote, error) {
 		if err != nil {
 			return nil, fmt.Errorf("replay: stocks line %d: bad date: %w", line, err)
 		}
+		closePrice, err := roundPrice(strings.TrimSpace(record[closeCol]))
+		if err != nil {
+			return nil, fmt.Errorf("replay: stocks line %d: bad close: %w", line, err)
+		}
 		q := StockQuote{
 			Symbol: strings.TrimSpace(record[nameCol]),
 			Date:   date,
-			Close:  strings.TrimSpace(record[closeCol]),
+			Close:  closePrice,
 		}
 		if q.Symbol == "" || q.Close == "" {
 			return nil, fmt.Errorf("replay: stocks line %d: empty symbol or close", line)
@@ -98,6 +107,20 @@ func ReadStocks(r io.Reader) ([]StockQuote, error) {
 		return a.Date.Compare(b.Date)
 	})
 	return quotes, nil
+}
+
+// roundPrice rounds a decimal to stocks.MaxDecimals places, exactly.
+func roundPrice(s string) (string, error) {
+	d, _, err := apd.NewFromString(s)
+	if err != nil {
+		return "", err
+	}
+	ctx := apd.BaseContext.WithPrecision(40)
+	ctx.Rounding = apd.RoundHalfEven
+	if _, err := ctx.Quantize(d, d, -stocks.MaxDecimals); err != nil {
+		return "", err
+	}
+	return CanonicalDecimal(d.Text('f')), nil
 }
 
 // LoadStocks reads the stock file at path with ReadStocks.

@@ -20,6 +20,10 @@ import (
 // stocksFile is the real stock file, outside the repository.
 const stocksFile = "../../../shared/data/stocks_daily.csv"
 
+// stocksHeader is the header line of the stock file.
+const stocksHeader = "date,open,high,low,close,adjusted_close,volume," +
+	"dividend_amount,split_coefficient,Name"
+
 // wantLastCloses are the last closes of the real file named by the issue.
 var wantLastCloses = map[string]string{
 	"AAPL": "116.03",
@@ -58,9 +62,10 @@ func TestLoadStocksRealFile(t *testing.T) {
 }
 
 func TestReadStocksOrdersOldestFirstAndKeepsTies(t *testing.T) {
-	const csv = `date,open,high,low,close,adjusted_close,volume,dividend_amount,split_coefficient,Name
+	const csv = stocksHeader + `
 2020-11-25,1,1,1,574.0,1,1,0.0,1.0,TSLA
 2020-11-24,1,1,1,555.38,1,1,0.0,1.0,TSLA
+2020-11-24,1,1,1,31.910999999999998,1,1,0.0,1.0,FB
 2020-11-25,1,1,1,116.030,1,1,0.0,1.0,AAPL
 2020-11-23,1,1,1,113.85,1,1,0.0,1.0,AAPL
 2020-11-24,1,1,1,115.17,1,1,0.0,1.0,AAPL
@@ -75,11 +80,13 @@ func TestReadStocksOrdersOldestFirstAndKeepsTies(t *testing.T) {
 	assert.Equal(t, []string{
 		"2020-11-23 AAPL 113.85",
 		"2020-11-24 TSLA 555.38",
+		"2020-11-24 FB 31.911",
 		"2020-11-24 AAPL 115.17",
-		"2020-11-25 TSLA 574.0",
-		"2020-11-25 AAPL 116.030",
+		"2020-11-25 TSLA 574",
+		"2020-11-25 AAPL 116.03",
 	}, got)
-	assert.Equal(t, map[string]string{"TSLA": "574", "AAPL": "116.03"}, LastCloses(quotes))
+	assert.Equal(t, map[string]string{"TSLA": "574", "AAPL": "116.03", "FB": "31.911"},
+		LastCloses(quotes))
 }
 
 func TestReadStocksRejectsBadInput(t *testing.T) {
@@ -152,7 +159,7 @@ func newClient(t *testing.T, addrs []string) *client.Client {
 
 func writeSmallFile(t *testing.T) string {
 	t.Helper()
-	const csv = `date,open,high,low,close,adjusted_close,volume,dividend_amount,split_coefficient,Name
+	const csv = stocksHeader + `
 2020-11-25,1,1,1,574.0,1,1,0.0,1.0,TSLA
 2020-11-24,1,1,1,555.38,1,1,0.0,1.0,TSLA
 2020-11-23,1,1,1,521.85,1,1,0.0,1.0,TSLA
@@ -203,7 +210,7 @@ func TestStocksReplaysAndVerifiesOnEveryNode(t *testing.T) {
 	assert.Equal(t, []int{3, 3, 3}, fake.Reads(), "every symbol is read from every node")
 	var out bytes.Buffer
 	require.NoError(t, verified.Print(&out))
-	assert.Contains(t, out.String(), "ok  AAPL  116.03   on 3/3 nodes")
+	assert.Contains(t, out.String(), "AAPL  116.03  ok on 3/3 nodes")
 }
 
 func TestVerifyReportsMismatchAndUnreadableNode(t *testing.T) {
@@ -235,9 +242,11 @@ func TestVerifyReportsMismatchAndUnreadableNode(t *testing.T) {
 	assert.Contains(t, err.Error(), "3 of 6 reads")
 	var out bytes.Buffer
 	require.NoError(t, verified.Print(&out))
-	assert.Contains(t, out.String(), "ok        AAPL")
-	assert.Contains(t, out.String(), "has 555.38")
-	assert.Contains(t, out.String(), "error: shoal: 400 bad_request")
+	assert.Contains(t, out.String(), "AAPL  116.03  ok on 2/2 nodes")
+	assert.Contains(t, out.String(), "TSLA  574     MISMATCH on http://127.0.0.1:")
+	assert.Contains(t, out.String(), ": has 555.38")
+	assert.Contains(t, out.String(), ": error: shoal: 400 bad_request")
+	t.Log("\n" + out.String())
 }
 
 func TestStocksCountsFailedWritesAndGoesOn(t *testing.T) {

@@ -74,8 +74,8 @@ func (r VerifyReport) Err() error {
 	return fmt.Errorf("%w: %d of %d reads do not match", ErrMismatch, failed, len(r.Results))
 }
 
-// Print writes one line per symbol: "ok" when every node holds the
-// expected price, otherwise a line naming each node that differs.
+// Print writes one line per symbol with its expected price and "ok" when
+// every node holds it, otherwise a MISMATCH line per node that differs.
 func (r VerifyReport) Print(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, symbol := range r.symbols() {
@@ -92,16 +92,20 @@ func (r VerifyReport) Print(w io.Writer) error {
 		}
 
 		if len(bad) == 0 {
-			fmt.Fprintf(tw, "ok\t%s\t%s\ton %d/%d nodes\n", symbol, want,
+			fmt.Fprintf(tw, "%s\t%s\tok on %d/%d nodes\n", symbol, want,
 				len(r.Addrs), len(r.Addrs))
 			continue
 		}
 		for _, res := range bad {
+			where := res.Addr
+			if res.Node != "" {
+				where += " (" + res.Node + ")"
+			}
 			got := "has " + res.Got
 			if res.Err != nil {
 				got = "error: " + res.Err.Error()
 			}
-			fmt.Fprintf(tw, "MISMATCH\t%s\t%s\ton %s %s\n", symbol, want, res.Addr, got)
+			fmt.Fprintf(tw, "%s\t%s\tMISMATCH on %s: %s\n", symbol, want, where, got)
 		}
 	}
 	return tw.Flush()

@@ -1,0 +1,444 @@
+// Package cluster starts, watches, kills and restarts a local cluster of
+// real `shoal node` processes. `shoal cluster up` uses it, and so do the
+// integration tests; production deployments run `shoal node` directly.
+//
+// A cluster lives in one directory: a data directory and a log file per
+// node, and cluster.json, which records every node's addresses and process
+// id so that commands in another terminal (status, kill, restart) can find
+// them.
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// StateFile is the name of the file, in a cluster directory, that records
+// the cluster's nodes.
+const StateFile = "cluster.json"
+
+// Config describes a local cluster.
+type Config struct {
+	// Binary is the path of the shoal executable to run.
+	Binary string
+
+	// Dir holds the cluster: node data, logs and StateFile.
+	Dir string
+
+	// Nodes is how many nodes a new cluster gets.
+	Nodes int
+
+	// Host is the address nodes listen on; 127.0.0.1 by default.
+	Host string
+
+	// HTTPBase and RaftBase are the ports of node 1; node i uses base+i-1.
+	// Zero picks free ports.
+	HTTPBase, RaftBase int
+
+	// NodeArgs are extra flags for every node, such as
+	// --snapshot-threshold.
+	NodeArgs []string
+
+	// Redis is the host:port of a Redis server passed to every node with
+	// --redis; empty means none.
+	Redis string
+}
+
+// Member is one node of a local cluster.
+type Member struct {
+	ID   string `json:"id"`
+	HTTP string `json:"http"`
+	Raft string `json:"raft"`
+	Data string `json:"data"`
+	Log  string `json:"log"`
+	Pid  int    `json:"pid"`
+}
+
+// State is the content of StateFile: what a cluster directory records.
+type State struct {
+	Binary   string    `json:"binary"`
+	NodeArgs []string  `json:"node_args,omitempty"`
+	Redis    string    `json:"redis,omitempty"`
+	Members  []*Member `json:"members"`
+}
+
+// Cluster is a running local cluster. Its methods are safe for concurrent
+// use.
+type Cluster struct {
+	cfg Config
+
+	mu      sync.Mutex
+	state   State
+	running map[string]*exec.Cmd
+	exited  map[string]chan struct{}
+}
+
+// Start starts a cluster in cfg.Dir: a new one (node 1 bootstraps, the
+// others join it) or, when the directory already holds one, the same
+// nodes on their old addresses with their data. It returns once every
+// node is ready.
+func Start(ctx context.Context, cfg Config) (*Cluster, error) {
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	c := &Cluster{cfg: cfg, running: map[string]*exec.Cmd{}, exited: map[string]chan struct{}{}}
+
+	existing, err := Load(cfg.Dir)
+	switch {
+	case err == nil:
+		c.state = existing
+		c.state.Binary = cfg.Binary
+		for _, m := range c.state.Members {
+			if err := c.startProcess(m, nil); err != nil {
+				c.Close()
+				return nil, err
+			}
+		}
+	case errors.Is(err, os.ErrNotExist):
+		if err := c.startNew(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+	default:
+		return nil, err
+	}
+	if err := c.save(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := c.WaitReady(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) startNew(ctx context.Context) error {
+	if c.cfg.Nodes < 1 {
+		return errors.New("cluster: at least one node is needed")
+	}
+	c.state = State{Binary: c.cfg.Binary, NodeArgs: c.cfg.NodeArgs, Redis: c.cfg.Redis}
+	for i := 1; i <= c.cfg.Nodes; i++ {
+		m, err := c.newMember(i)
+		if err != nil {
+			return err
+		}
+		c.state.Members = append(c.state.Members, m)
+	}
+
+	first := c.state.Members[0]
+	if err := c.startProcess(first, []string{"--bootstrap"}); err != nil {
+		return err
+	}
+	if err := waitReady(ctx, first.HTTP); err != nil {
+		return fmt.Errorf("cluster: %s did not become ready: %w (see %s)", first.ID, err, first.Log)
+	}
+	for _, m := range c.state.Members[1:] {
+		if err := c.startProcess(m, []string{"--join", first.HTTP}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newMember chooses the addresses and paths of node i.
+func (c *Cluster) newMember(i int) (*Member, error) {
+	port := func(base int) (int, error) {
+		if base > 0 {
+			return base + i - 1, nil
+		}
+		return FreePort()
+	}
+	httpPort, err := port(c.cfg.HTTPBase)
+	if err != nil {
+		return nil, err
+	}
+	raftPort, err := port(c.cfg.RaftBase)
+	if err != nil {
+		return nil, err
+	}
+	id := "n" + strconv.Itoa(i)
+	return &Member{
+		ID:   id,
+		HTTP: net.JoinHostPort(c.cfg.Host, strconv.Itoa(httpPort)),
+		Raft: net.JoinHostPort(c.cfg.Host, strconv.Itoa(raftPort)),
+		Data: filepath.Join(c.cfg.Dir, id),
+		Log:  filepath.Join(c.cfg.Dir, id+".log"),
+	}, nil
+}
+
+// startProcess starts m's node process with extra flags, logging to m.Log.
+func (c *Cluster) startProcess(m *Member, extra []string) error {
+	args := []string{"node", "--id", m.ID, "--http", m.HTTP, "--raft", m.Raft, "--data", m.Data}
+	args = append(args, c.state.NodeArgs...)
+	if c.state.Redis != "" {
+		args = append(args, "--redis", c.state.Redis)
+	}
+	args = append(args, extra...)
+
+	logFile, err := os.OpenFile(m.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	cmd := exec.Command(c.state.Binary, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Own process group: Ctrl-C in the terminal reaches `cluster up`,
+	// which then stops the nodes in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("cluster: start %s: %w", m.ID, err)
+	}
+
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(done)
+	}()
+	c.mu.Lock()
+	m.Pid = cmd.Process.Pid
+	c.running[m.ID] = cmd
+	c.exited[m.ID] = done
+	c.mu.Unlock()
+	return nil
+}
+
+// Members returns a copy of the cluster's members.
+func (c *Cluster) Members() []Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Member, len(c.state.Members))
+	for i, m := range c.state.Members {
+		out[i] = *m
+	}
+	return out
+}
+
+// Member returns the member with the given id.
+func (c *Cluster) Member(id string) (Member, bool) {
+	for _, m := range c.Members() {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// HTTPAddrs returns every member's HTTP address.
+func (c *Cluster) HTTPAddrs() []string {
+	var out []string
+	for _, m := range c.Members() {
+		out = append(out, m.HTTP)
+	}
+	return out
+}
+
+// Exited returns a channel closed when the process this Cluster started
+// for id exits, or nil if it started none.
+func (c *Cluster) Exited(id string) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.exited[id]
+}
+
+// Kill sends SIGKILL to a node and waits for it to exit.
+func (c *Cluster) Kill(id string) error { return c.signal(id, syscall.SIGKILL, true) }
+
+// Stop sends SIGTERM to a node and waits for it to exit.
+func (c *Cluster) Stop(id string) error { return c.signal(id, syscall.SIGTERM, true) }
+
+// Pause stops a node's process with SIGSTOP; Resume continues it.
+func (c *Cluster) Pause(id string) error { return c.signal(id, syscall.SIGSTOP, false) }
+
+// Resume continues a paused node with SIGCONT.
+func (c *Cluster) Resume(id string) error { return c.signal(id, syscall.SIGCONT, false) }
+
+func (c *Cluster) signal(id string, sig syscall.Signal, wait bool) error {
+	c.mu.Lock()
+	cmd, done := c.running[id], c.exited[id]
+	c.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("cluster: %s is not running", id)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("cluster: signal %s: %w", id, err)
+	}
+	if !wait {
+		return nil
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	c.mu.Lock()
+	delete(c.running, id)
+	c.mu.Unlock()
+	return nil
+}
+
+// Restart starts a stopped node again with its data directory, which
+// remembers the cluster. It does not wait: a node alone cannot become
+// ready without a quorum, so callers restart what they need and then
+// call WaitReady.
+func (c *Cluster) Restart(id string) error {
+	c.mu.Lock()
+	var member *Member
+	for _, m := range c.state.Members {
+		if m.ID == id {
+			member = m
+		}
+	}
+	_, running := c.running[id]
+	c.mu.Unlock()
+	if member == nil {
+		return fmt.Errorf("cluster: no member %s", id)
+	}
+	if running {
+		return fmt.Errorf("cluster: %s is still running", id)
+	}
+	if err := c.startProcess(member, nil); err != nil {
+		return err
+	}
+	return c.save()
+}
+
+// Grow adds a new node that joins through a running member and waits
+// until it is ready.
+func (c *Cluster) Grow(ctx context.Context) (Member, error) {
+	c.mu.Lock()
+	m, err := c.newMember(len(c.state.Members) + 1)
+	if err == nil {
+		c.state.Members = append(c.state.Members, m)
+	}
+	via := c.state.Members[0].HTTP
+	for _, other := range c.state.Members {
+		if _, ok := c.running[other.ID]; ok {
+			via = other.HTTP
+			break
+		}
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return Member{}, err
+	}
+	if err := c.startProcess(m, []string{"--join", via}); err != nil {
+		return Member{}, err
+	}
+	if err := c.save(); err != nil {
+		return Member{}, err
+	}
+	return *m, waitReady(ctx, m.HTTP)
+}
+
+// WaitReady waits until every running node answers /readyz with 200.
+func (c *Cluster) WaitReady(ctx context.Context) error {
+	for _, m := range c.Members() {
+		c.mu.Lock()
+		_, running := c.running[m.ID]
+		c.mu.Unlock()
+		if !running {
+			continue
+		}
+		if err := waitReady(ctx, m.HTTP); err != nil {
+			return fmt.Errorf("cluster: %s not ready: %w (see %s)", m.ID, err, m.Log)
+		}
+	}
+	return nil
+}
+
+// Close stops every node this Cluster started, gently first.
+func (c *Cluster) Close() {
+	c.mu.Lock()
+	ids := make([]string, 0, len(c.running))
+	for id := range c.running {
+		ids = append(ids, id)
+	}
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.Stop(id)
+		}()
+	}
+	wg.Wait()
+}
+
+func (c *Cluster) save() error {
+	c.mu.Lock()
+	raw, err := json.MarshalIndent(c.state, "", "  ")
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(c.cfg.Dir, StateFile+".tmp")
+	if err := os.WriteFile(tmp, raw, 0o644); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(c.cfg.Dir, StateFile))
+}
+
+// Load reads the state of the cluster in dir.
+func Load(dir string) (State, error) {
+	var state State
+	raw, err := os.ReadFile(filepath.Join(dir, StateFile))
+	if err != nil {
+		return state, err
+	}
+	if err := json.Unmarshal(raw, &state); err != nil {
+		return state, fmt.Errorf("cluster: %s: %w", filepath.Join(dir, StateFile), err)
+	}
+	return state, nil
+}
+
+// waitReady polls addr's /readyz until it answers 200 or ctx ends.
+func waitReady(ctx context.Context, addr string) error {
+	client := &http.Client{Timeout: time.Second}
+	var last error
+	for {
+		resp, err := client.Get("http://" + addr + "/readyz")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("%s: %s", resp.Status, body)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// FreePort asks the kernel for a free TCP port on 127.0.0.1.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("cluster: find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
