@@ -1,0 +1,127 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// The functions in this file act on a cluster directory from another
+// process than the one that started the cluster, through StateFile: the
+// `shoal cluster kill` and `restart` commands in a second terminal.
+
+// ErrNotRunning is returned when a member's recorded process is gone.
+var ErrNotRunning = errors.New("cluster: node is not running")
+
+// Alive reports whether the process recorded for m is a running shoal
+// node with m's id.
+func Alive(m Member) bool {
+	if m.Pid <= 0 {
+		return false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", m.Pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(string(cmdline), "\x00")
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "--id" && args[i+1] == m.ID {
+			// A stopped (zombie) child still has a cmdline; check state.
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.Pid))
+			return err == nil && !strings.Contains(string(stat), ") Z ")
+		}
+	}
+	return false
+}
+
+// lookup returns the member id of the cluster in dir.
+func lookup(dir, id string) (State, int, error) {
+	state, err := Load(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return state, -1, fmt.Errorf("cluster: no cluster in %s (start one with "+
+				"`shoal cluster up --dir %s`)", dir, dir)
+		}
+		return state, -1, err
+	}
+	for i, m := range state.Members {
+		if m.ID == id {
+			return state, i, nil
+		}
+	}
+	ids := make([]string, len(state.Members))
+	for i, m := range state.Members {
+		ids[i] = m.ID
+	}
+	return state, -1, fmt.Errorf("cluster: no node %q in %s (nodes: %s)", id, dir,
+		strings.Join(ids, ", "))
+}
+
+// SignalMember sends sig to the recorded process of member id of the
+// cluster in dir.
+func SignalMember(dir, id string, sig syscall.Signal) (Member, error) {
+	state, i, err := lookup(dir, id)
+	if err != nil {
+		return Member{}, err
+	}
+	m := *state.Members[i]
+	if !Alive(m) {
+		return m, fmt.Errorf("%w: %s", ErrNotRunning, id)
+	}
+	return m, syscall.Kill(m.Pid, sig)
+}
+
+// StartDetached starts member id of the cluster in dir as a process of its
+// own session, so it outlives the command that started it, and records
+// its process id.
+func StartDetached(dir, id string) (Member, error) {
+	state, i, err := lookup(dir, id)
+	if err != nil {
+		return Member{}, err
+	}
+	m := state.Members[i]
+	if Alive(*m) {
+		return *m, fmt.Errorf("cluster: %s is already running (pid %d)", id, m.Pid)
+	}
+
+	args := []string{"node", "--id", m.ID, "--http", m.HTTP, "--raft", m.Raft, "--data", m.Data}
+	args = append(args, state.NodeArgs...)
+	if state.Redis != "" {
+		args = append(args, "--redis", state.Redis)
+	}
+	logFile, err := os.OpenFile(m.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return *m, err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(state.Binary, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return *m, fmt.Errorf("cluster: start %s: %w", id, err)
+	}
+	m.Pid = cmd.Process.Pid
+	_ = cmd.Process.Release()
+
+	c := &Cluster{cfg: Config{Dir: dir}, state: state}
+	return *m, c.save()
+}
+
+// StopStrays sends SIGTERM to every member of the cluster in dir whose
+// recorded process is alive but not in skip: the nodes another terminal
+// restarted.
+func StopStrays(dir string, skip map[int]bool) {
+	state, err := Load(filepath.Clean(dir))
+	if err != nil {
+		return
+	}
+	for _, m := range state.Members {
+		if !skip[m.Pid] && Alive(*m) {
+			_ = syscall.Kill(m.Pid, syscall.SIGTERM)
+		}
+	}
+}
