@@ -182,23 +182,35 @@ func watch(ctx context.Context, out io.Writer, c *cluster.Cluster, last cluster.
 	}
 }
 
-// anyStatus asks the given nodes in turn for the cluster status, preferring
-// an answer that names a leader.
+// anyStatus asks the given nodes in turn for the cluster status and
+// returns the leader's own answer when it can: a node that has just
+// restarted may not yet know how its peers are doing.
 func anyStatus(ctx context.Context, addrs []string) (cluster.Status, error) {
+	query := func(addr string) (cluster.Status, error) {
+		qctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		return cluster.QueryStatus(qctx, addr)
+	}
 	var best cluster.Status
 	var lastErr error = fmt.Errorf("no node answered")
 	for _, a := range addrs {
-		qctx, cancel := context.WithTimeout(ctx, time.Second)
-		status, err := cluster.QueryStatus(qctx, a)
-		cancel()
+		status, err := query(a)
 		if err != nil {
 			lastErr = err
 			continue
 		}
-		if status.Leader != "" {
-			return status, nil
+		if status.Leader == "" {
+			best, lastErr = status, nil
+			continue
 		}
-		best, lastErr = status, nil
+		for _, n := range status.Nodes {
+			if n.ID == status.Leader && n.HTTP != "" && n.HTTP != a {
+				if fromLeader, err := query(n.HTTP); err == nil && fromLeader.Leader != "" {
+					return fromLeader, nil
+				}
+			}
+		}
+		return status, nil
 	}
 	return best, lastErr
 }

@@ -11,6 +11,10 @@ import (
 // a megabyte is a tree of a few thousand nodes.
 const maxChunk = 512
 
+// buildChunk is the most bytes of a chunk made from a long text. It leaves
+// room for typing into the chunk without cutting it in two.
+const buildChunk = maxChunk * 3 / 4
+
 // Rope is a document held as a balanced tree of text chunks of at most 512
 // bytes each, every node knowing the code points and bytes below it.
 // Applying an op costs time proportional to the op's number of components
@@ -227,18 +231,19 @@ func mix64(x uint64) uint64 {
 	return x ^ (x >> 31)
 }
 
-// build returns a tree holding s, cut into chunks at code point boundaries.
+// build returns a tree holding s: one chunk if it fits, else chunks of at
+// most buildChunk bytes cut at code point boundaries.
 func (r *Rope) build(s string) *ropeNode {
 	var tree *ropeNode
 	for len(s) > 0 {
 		cut := len(s)
 		if cut > maxChunk {
-			cut = maxChunk
+			cut = buildChunk
 			for cut > 0 && !utf8.RuneStart(s[cut]) {
 				cut--
 			}
 			if cut == 0 {
-				cut = maxChunk
+				cut = buildChunk
 			}
 		}
 
