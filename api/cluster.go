@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/shoal-db/shoal/fsm"
 	"github.com/shoal-db/shoal/internal/addr"
@@ -88,7 +89,12 @@ func (s *Server) transferLeader(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	// Say who leads now, once the cluster knows.
 	leader, _, _ := s.node.LeaderHTTP()
+	for wait := 0; leader == "" && wait < 40 && r.Context().Err() == nil; wait++ {
+		time.Sleep(50 * time.Millisecond)
+		leader, _, _ = s.node.LeaderHTTP()
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"from": from, "leader": leader})
 }
 

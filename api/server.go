@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/shoal-db/shoal/fsm"
 	"github.com/shoal-db/shoal/node"
 	"github.com/shoal-db/shoal/transport"
 )
@@ -106,10 +108,30 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/stocks", s.listStocks)
 
 	m.Handle("/internal/", transport.Handler(s.node))
-	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, errorf(http.StatusNotFound, "not_found",
-			"no route for %s %s", r.Method, r.URL.Path))
-	})
+	m.HandleFunc("/", s.noRoute)
+}
+
+// noRoute answers requests no route matched: 405 with Allow when the path
+// exists for other methods, 404 otherwise.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allowed []string
+	for _, method := range []string{http.MethodGet, http.MethodPut, http.MethodPost,
+		http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = method
+		if _, pattern := s.mux.Handler(probe); pattern != "/" {
+			allowed = append(allowed, method)
+		}
+	}
+	if len(allowed) > 0 {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeError(w, errorf(http.StatusMethodNotAllowed, "method_not_allowed",
+			"%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path,
+			strings.Join(allowed, ", ")))
+		return
+	}
+	writeError(w, errorf(http.StatusNotFound, fsm.CodeNotFound, "no route for %s %s",
+		r.Method, r.URL.Path))
 }
 
 // Handler returns the server's root handler with its middleware.
