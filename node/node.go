@@ -291,9 +291,20 @@ func (n *Node) watchLeadership() {
 func (n *Node) becomeLeader() {
 	term := n.raft.CurrentTerm()
 	n.logger.Info("became leader", "term", term)
-	if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+	for {
+		err := n.raft.Barrier(n.cfg.ApplyTimeout).Error()
+		if err == nil {
+			break
+		}
 		n.logger.Warn("leader barrier failed", "term", term, "err", err)
-		return
+		if !n.IsLeader() || n.raft.CurrentTerm() != term {
+			return
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	n.readyTerm.Store(term)
 
@@ -363,13 +374,17 @@ func (n *Node) forward(ctx context.Context, encoded []byte, idempotent bool) (*f
 		return nil, err
 	}
 	result, err := n.peers.Propose(ctx, leader, encoded)
-	if err != nil {
-		// A network error after sending may hide a commit; with an
-		// idempotency key the retry is harmless, without one it is not.
-		if idempotent && ctx.Err() == nil && !errors.Is(err, transport.ErrRefused) {
-			return nil, fmt.Errorf("%w: %v", errRetrySafe, err)
-		}
+	switch {
+	case err == nil:
+	case retryable(err), errors.Is(err, transport.ErrRefused):
 		return nil, err
+	case idempotent && ctx.Err() == nil:
+		// A network error after sending may hide a commit; with an
+		// idempotency key the retry is harmless.
+		return nil, fmt.Errorf("%w: %v", errRetrySafe, err)
+	default:
+		// Without a key the write may or may not have been applied.
+		return nil, fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
 	}
 
 	wait, cancel := context.WithTimeout(ctx, n.cfg.ReadWaitTimeout)
