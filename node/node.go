@@ -343,7 +343,9 @@ func (n *Node) Propose(ctx context.Context, cmd fsm.Command) (*fsm.Result, error
 		} else {
 			result, err = n.forward(ctx, encoded, cmd.IdempotencyKey != "")
 		}
-		if err == nil || !retryable(err) {
+		safe := retryable(err) ||
+			(cmd.IdempotencyKey != "" && errors.Is(err, ErrUnknownOutcome))
+		if err == nil || !safe {
 			return result, err
 		}
 
