@@ -6,8 +6,12 @@ DATA      ?= ./data
 NODES     ?= 3
 # Integration tests start real node processes of this binary.
 export SHOAL_BIN := $(CURDIR)/$(BIN)
+# How long `make fuzz-short` runs each fuzz target, and `make chaos` its run.
+FUZZTIME  ?= 10s
+CHAOS_DURATION ?= 5m
+CHAOS_FLAGS ?=
 
-.PHONY: help build run test test-short lint bench fuzz clean
+.PHONY: help build run test test-short lint bench fuzz fuzz-short chaos clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -21,6 +25,7 @@ run: build ## start a local cluster of $(NODES) nodes in $(DATA) (Ctrl-C stops i
 test: build ## run every test, integration tests with real node processes included
 	$(GO) vet ./...
 	$(GO) test -race -timeout 15m ./...
+	$(MAKE) --no-print-directory fuzz-short
 
 test-short: ## unit tests only, no node processes
 	$(GO) test -short ./...
@@ -31,6 +36,23 @@ lint: ## gofmt and go vet
 
 bench: build ## Go benchmarks of the storage, OT and comment indexes
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./storage/ ./fsm/...
+
+# Every func FuzzXxx in a _test.go file is a target; `go test ./...` runs
+# their seed corpora (testdata/fuzz) as plain tests already.
+fuzz-short: ## run every fuzz target for $(FUZZTIME)
+	@set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
+	  pkg=./$$(dirname $$file); \
+	  for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+	    echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+fuzz: FUZZTIME = 2m
+fuzz: fuzz-short ## run every fuzz target for 2 minutes
+
+chaos: build ## long chaos run: $(CHAOS_DURATION) of kills, pauses and partitions, checked
+	./$(BIN) chaos --duration $(CHAOS_DURATION) $(CHAOS_FLAGS)
 
 clean: ## remove the binary (not the cluster data in $(DATA))
 	rm -rf bin

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shoal-db/shoal/fsm"
+	"github.com/shoal-db/shoal/hottier"
 	"github.com/shoal-db/shoal/node"
 	"github.com/shoal-db/shoal/transport"
 )
@@ -48,6 +49,10 @@ type Config struct {
 	// Registry receives HTTP metrics and is served at /metrics. Nil
 	// means a private registry with only the HTTP and Go metrics.
 	Registry *prometheus.Registry
+
+	// HotTier, if set, answers hot reads (GET /v1/stocks/{symbol}) before
+	// the state; nil means every read goes to the state.
+	HotTier *hottier.Tier
 }
 
 // DefaultConfig returns a Config with a 1 MiB body limit.
@@ -62,6 +67,9 @@ type Server struct {
 	logger  *slog.Logger
 	mux     *http.ServeMux
 	latency *prometheus.HistogramVec
+
+	// streams ends server-sent event streams on shutdown (CloseStreams).
+	streams streams
 }
 
 // New returns a Server for n.
@@ -106,6 +114,21 @@ func (s *Server) routes() {
 	m.HandleFunc("PUT /v1/stocks/{symbol}", s.putStock)
 	m.HandleFunc("GET /v1/stocks/{symbol}", s.getStock)
 	m.HandleFunc("GET /v1/stocks", s.listStocks)
+
+	m.HandleFunc("POST /v1/docs/{id}/ops", s.submitDocOp)
+	m.HandleFunc("GET /v1/docs/{id}", s.getDoc)
+	m.HandleFunc("GET /v1/docs/{id}/ops", s.listDocOps)
+	m.HandleFunc("GET /v1/docs/{id}/events", s.docEvents)
+
+	m.HandleFunc("POST /v1/threads/{thread}/comments", s.createComment)
+	m.HandleFunc("GET /v1/threads/{thread}/comments", s.listThread)
+	m.HandleFunc("GET /v1/threads/{thread}", s.getThread)
+	m.HandleFunc("GET /v1/comments/{id}", s.getComment)
+	m.HandleFunc("PATCH /v1/comments/{id}", s.editComment)
+	m.HandleFunc("DELETE /v1/comments/{id}", s.deleteComment)
+	m.HandleFunc("POST /v1/comments/{id}/votes", s.voteComment)
+	m.HandleFunc("POST /v1/comments/{id}/likes", s.likeComment)
+	m.HandleFunc("GET /v1/comments/{id}/replies", s.listReplies)
 
 	m.Handle("/internal/", transport.Handler(s.node))
 	m.HandleFunc("/", s.noRoute)

@@ -6,7 +6,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shoal-db/shoal/fsm"
 	"github.com/shoal-db/shoal/fsm/stocks"
+	"github.com/shoal-db/shoal/hottier"
 )
 
 // putStockBody is the body of PUT /v1/stocks/{symbol}.
@@ -78,6 +80,10 @@ func (s *Server) getStock(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if s.cfg.HotTier != nil {
+		s.getStockHot(w, r, symbol, index)
+		return
+	}
 	quote, err := stocks.Get(s.node.State(), symbol)
 	if err != nil {
 		writeError(w, notFound(err, "no quote for symbol %s", symbol))
@@ -85,6 +91,44 @@ func (s *Server) getStock(w http.ResponseWriter, r *http.Request) {
 	}
 	setIndex(w, index)
 	writeJSON(w, http.StatusOK, quote)
+}
+
+// getStockHot answers a quote through the hot tier. The barrier has run,
+// so the tier's rule (never older than what this node applied for the
+// symbol) keeps consistency=strong and min_index meaning what they say.
+func (s *Server) getStockHot(w http.ResponseWriter, r *http.Request, symbol string,
+	index uint64) {
+	value, tier, err := s.cfg.HotTier.Get(r.Context(), StockHotKey(symbol),
+		func() (hottier.Value, error) {
+			quote, err := stocks.Get(s.node.State(), symbol)
+			if err != nil {
+				return hottier.Value{}, err
+			}
+			raw, err := json.Marshal(quote)
+			return hottier.Value{Data: raw, Index: quote.Index}, err
+		})
+	if err != nil {
+		writeError(w, notFound(err, "no quote for symbol %s", symbol))
+		return
+	}
+	setIndex(w, index)
+	w.Header().Set(HeaderTier, tier)
+	writeJSON(w, http.StatusOK, json.RawMessage(value.Data))
+}
+
+// HeaderTier names the tier that answered a read through the hot tier:
+// near, redis or pebble.
+const HeaderTier = "X-Shoal-Tier"
+
+// StockHotKey is the hot-tier key of a symbol's quote.
+func StockHotKey(symbol string) string { return "stocks/" + symbol }
+
+// StockChange maps a committed stock event to the hot-tier key it
+// changes; the event carries the new quote, which is what a read returns.
+// Register it with the tier for fsm.DomainStocks.
+func StockChange(e fsm.Event) (hottier.Change, bool) {
+	return hottier.Change{Key: StockHotKey(e.Key), Index: e.Index, Data: e.Data,
+		HasData: true}, true
 }
 
 func (s *Server) listStocks(w http.ResponseWriter, r *http.Request) {

@@ -54,6 +54,11 @@ type Config struct {
 	// Redis is the host:port of a Redis server passed to every node with
 	// --redis; empty means none.
 	Redis string
+
+	// ProcessEnv, if set, returns extra environment variables (KEY=VALUE)
+	// for the process of member m each time it starts; all holds every
+	// member. The chaos harness uses it to route links through proxies.
+	ProcessEnv func(m Member, all []Member) []string
 }
 
 // Member is one node of a local cluster.
@@ -103,6 +108,9 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	case err == nil:
 		c.state = existing
 		c.state.Binary = cfg.Binary
+		if cfg.Redis != "" {
+			c.state.Redis = cfg.Redis
+		}
 		for _, m := range c.state.Members {
 			if err := c.startProcess(m, nil); err != nil {
 				c.Close()
@@ -197,6 +205,9 @@ func (c *Cluster) startProcess(m *Member, extra []string) error {
 	}
 	cmd := exec.Command(c.state.Binary, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if c.cfg.ProcessEnv != nil {
+		cmd.Env = append(os.Environ(), c.cfg.ProcessEnv(*m, c.Members())...)
+	}
 	// Own process group: Ctrl-C in the terminal reaches `cluster up`,
 	// which then stops the nodes in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -71,6 +71,10 @@ func (n *Node) RemoveMember(ctx context.Context, id string) error {
 	if !n.IsMember(id) {
 		return fmt.Errorf("%w: %s", ErrUnknownMember, id)
 	}
+	if voters, isVoter := n.voters(id); isVoter && voters == 1 {
+		// Raft refuses it anyway; refuse before forgetting the address.
+		return fsm.Errorf(fsm.CodeConflict, "%s is the last voter; it cannot be removed", id)
+	}
 
 	// Forget the address first, while this node surely still leads.
 	result, err := n.proposeLocal(ctx, fsm.MemberCommand(fsm.OpRemoveMember, fsm.Member{ID: id}))
@@ -93,8 +97,15 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
+	if id == n.cfg.ID {
+		return nil // it leads already
+	}
 	var future raft.Future
 	if id == "" {
+		voters, selfVoter := n.voters(n.cfg.ID)
+		if voters == 0 || selfVoter && voters == 1 {
+			return fsm.Errorf(fsm.CodeConflict, "there is no other voter to hand leadership to")
+		}
 		future = n.raft.LeadershipTransfer()
 	} else {
 		addr, ok := n.serverAddress(id)
@@ -108,6 +119,22 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 		return fmt.Errorf("node: leadership transfer: %w", err)
 	}
 	return nil
+}
+
+// voters returns how many voters the configuration has and whether id is
+// one of them.
+func (n *Node) voters(id string) (count int, isVoter bool) {
+	future := n.raft.GetConfiguration()
+	if future.Error() != nil {
+		return 0, false
+	}
+	for _, s := range future.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			count++
+			isVoter = isVoter || string(s.ID) == id
+		}
+	}
+	return count, isVoter
 }
 
 func (n *Node) serverAddress(id string) (raft.ServerAddress, bool) {

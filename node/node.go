@@ -69,6 +69,10 @@ type Node struct {
 
 	events *broker
 
+	// applyObserver and pendingEvents feed the hot tier; see applied.go.
+	applyObserver atomic.Pointer[observerBox]
+	pendingEvents []fsm.Event
+
 	// readyTerm is the term in which this node, as leader, has applied
 	// everything committed by earlier leaders; reads at Strong wait for it.
 	readyTerm atomic.Uint64
@@ -128,12 +132,12 @@ func (n *Node) open() error {
 		DB:           n.state,
 		Domains:      cfg.Domains,
 		Logger:       n.logger,
-		ObserveApply: observeApply,
+		ObserveApply: n.afterApply,
 	})
 	if err != nil {
 		return err
 	}
-	n.fsm.OnEvents(n.events.publish)
+	n.fsm.OnEvents(n.onEvents)
 	if err := n.catchUpFromSnapshot(); err != nil {
 		return err
 	}

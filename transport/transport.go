@@ -13,7 +13,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -58,16 +60,78 @@ func NewRaft(bind, advertise string, logger *slog.Logger) (*raft.NetworkTranspor
 	if err != nil {
 		return nil, fmt.Errorf("transport: resolve raft address %q: %w", advertise, err)
 	}
-	trans, err := raft.NewTCPTransportWithConfig(bind, addr, &raft.NetworkTransportConfig{
+	config := &raft.NetworkTransportConfig{
 		MaxPool: 4,
 		Timeout: 2 * time.Second,
 		Logger:  logging.Hclog(logger.With("component", "raft-transport")),
-	})
+	}
+	rewrites, err := dialRewrites()
+	if err != nil {
+		return nil, err
+	}
+	if len(rewrites) > 0 {
+		logger.Warn("node-to-node connections are rerouted by "+DialMapEnv,
+			"component", "raft-transport", "rewrites", len(rewrites))
+		listener, err := net.Listen("tcp", bind)
+		if err != nil {
+			return nil, fmt.Errorf("transport: listen for raft on %q: %w", bind, err)
+		}
+		config.Stream = &rewritingStream{Listener: listener, advertise: addr, rewrites: rewrites}
+		return raft.NewNetworkTransportWithConfig(config), nil
+	}
+	trans, err := raft.NewTCPTransportWithConfig(bind, addr, config)
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen for raft on %q: %w", bind, err)
 	}
 	return trans, nil
 }
+
+// DialMapEnv names an environment variable that reroutes this node's
+// outgoing node-to-node connections, for fault injection in tests: a
+// comma-separated list of from=to host:port pairs. A Raft connection or a
+// forwarded request meant for from goes to to instead. The chaos harness
+// in package cluster routes every directed link between two nodes through
+// a proxy of its own this way, so that it can cut the link. Production
+// nodes leave it unset.
+const DialMapEnv = "SHOAL_DIAL_MAP"
+
+// dialRewrites parses DialMapEnv.
+func dialRewrites() (map[string]string, error) {
+	spec := strings.TrimSpace(os.Getenv(DialMapEnv))
+	if spec == "" {
+		return nil, nil
+	}
+	rewrites := map[string]string{}
+	for _, pair := range strings.Split(spec, ",") {
+		from, to, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok || from == "" || to == "" {
+			return nil, fmt.Errorf("transport: %s: %q is not from=to", DialMapEnv, pair)
+		}
+		rewrites[from] = to
+	}
+	return rewrites, nil
+}
+
+// rewritingStream is Raft's TCP stream layer with DialMapEnv applied to
+// every dial.
+type rewritingStream struct {
+	net.Listener
+	advertise net.Addr
+	rewrites  map[string]string
+}
+
+// Dial implements raft.StreamLayer.
+func (s *rewritingStream) Dial(address raft.ServerAddress,
+	timeout time.Duration) (net.Conn, error) {
+	target := string(address)
+	if to, ok := s.rewrites[target]; ok {
+		target = to
+	}
+	return net.DialTimeout("tcp", target, timeout)
+}
+
+// Addr implements net.Listener: peers are told the advertised address.
+func (s *rewritingStream) Addr() net.Addr { return s.advertise }
 
 // Leader is what a node offers to its peers. The methods are called
 // concurrently from HTTP handlers.
@@ -165,14 +229,25 @@ type Client struct {
 	http *http.Client
 }
 
-// NewClient returns a Client that identifies itself as node self.
+// NewClient returns a Client that identifies itself as node self. Its
+// connections follow DialMapEnv when that is set.
 func NewClient(self string) *Client {
+	dialer := &net.Dialer{Timeout: time.Second}
+	dial := dialer.DialContext
+	if rewrites, _ := dialRewrites(); len(rewrites) > 0 {
+		dial = func(ctx context.Context, network, address string) (net.Conn, error) {
+			if to, ok := rewrites[address]; ok {
+				address = to
+			}
+			return dialer.DialContext(ctx, network, address)
+		}
+	}
 	return &Client{
 		self: self,
 		http: &http.Client{Transport: &http.Transport{
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
-			DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
+			DialContext:         dial,
 		}},
 	}
 }

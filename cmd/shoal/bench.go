@@ -33,6 +33,10 @@ Workloads:
   write  stock writes of random prices, the leader stamps the time
   read   stock reads (after one seeding write per symbol)
   mixed  reads and writes, --read-fraction of them reads
+  hot-read   reads of one symbol (--hot-symbol, AAPL) spread over the nodes
+             while a writer updates it --write-rate times a second; the
+             report adds the share of reads each hot tier answered
+  redis-get  the reference for hot-read: plain GETs of one key from --redis
 
 By default the load uses its own symbols (BENCH-00 ... BENCH-15) so it
 does not overwrite replayed data. With --rate the clients share a fixed
@@ -41,7 +45,9 @@ up in the percentiles. It is a benchmark for people, not a timed test.`,
 		Example: `  shoal bench
   shoal bench --workload read --clients 32 --duration 30s
   shoal bench --workload mixed --read-fraction 0.5 --rate 2000
-  shoal bench --addr 127.0.0.1:8081 --workload read --consistency strong`,
+  shoal bench --addr 127.0.0.1:8081 --workload read --consistency strong
+  shoal bench --workload hot-read --clients 16 --rate 3000 --duration 30s
+  shoal bench --workload redis-get --redis 127.0.0.1:6379 --rate 3000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -86,6 +92,11 @@ up in the percentiles. It is a benchmark for people, not a timed test.`,
 		"share of reads in the mixed workload")
 	flags.StringVar(&opts.Consistency, "consistency", "local",
 		"read consistency: `LEVEL` local or strong")
+	flags.StringVar(&opts.HotSymbol, "hot-symbol", bench.DefaultHotSymbol,
+		"symbol of the hot-read workload")
+	flags.Float64Var(&opts.WriteRate, "write-rate", bench.DefaultWriteRate,
+		"writes per second of the hot-read workload's background writer")
+	flags.StringVar(&opts.RedisAddr, "redis", "", "Redis `ADDR` of the redis-get workload")
 
 	rootCmd.AddCommand(benchCmd)
 }

@@ -55,6 +55,8 @@ back. Ctrl-C stops every node gracefully.`,
 	up.Flags().IntVar(&cfg.RaftBase, "raft-base", 9081, "Raft port of node 1; node i uses base+i-1")
 	up.Flags().StringSliceVar(&cfg.NodeArgs, "node-arg", nil,
 		"extra flag for every node, repeatable (e.g. --node-arg=--snapshot-threshold=100)")
+	up.Flags().StringVar(&cfg.Redis, "redis", "", "host:port of a Redis for the hot tier; "+
+		"by default one is started in DIR/redis when redis-server is on the PATH; off for none")
 
 	var addr string
 	status := &cobra.Command{
@@ -105,6 +107,14 @@ back. Ctrl-C stops every node gracefully.`,
 func clusterUp(out io.Writer, cfg cluster.Config) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+
+	redis, err := startClusterRedis(ctx, out, &cfg)
+	if err != nil {
+		return err
+	}
+	if redis != nil {
+		defer redis.Stop()
+	}
 
 	fmt.Fprintf(out, "starting %d nodes in %s ...\n", cfg.Nodes, cfg.Dir)
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)

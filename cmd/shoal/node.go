@@ -18,14 +18,19 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shoal-db/shoal/api"
+	"github.com/shoal-db/shoal/fanout"
 	"github.com/shoal-db/shoal/fsm"
+	"github.com/shoal-db/shoal/fsm/comments"
 	"github.com/shoal-db/shoal/fsm/stocks"
+	"github.com/shoal-db/shoal/fsm/text"
+	"github.com/shoal-db/shoal/hottier"
 	"github.com/shoal-db/shoal/internal/addr"
 	"github.com/shoal-db/shoal/node"
 )
 
 func init() {
 	cfg := node.DefaultConfig()
+	hot := hottier.DefaultConfig()
 	var httpAddr, raftAddr, join, redisAddr, logLevel string
 
 	cmd := &cobra.Command{
@@ -62,7 +67,8 @@ neither: its data directory remembers the cluster.`,
 				return err
 			}
 			cfg.Logger = logger
-			return runNode(cfg, redisAddr)
+			hot.RedisAddr = redisAddr
+			return runNode(cfg, hot)
 		},
 	}
 	f := cmd.Flags()
@@ -74,6 +80,19 @@ neither: its data directory remembers the cluster.`,
 	f.StringVar(&join, "join", "", "HTTP host:port of any member to join through")
 	f.StringVar(&redisAddr, "redis", "", "host:port of a Redis server for the hot tier and fan-out")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.IntVar(&hot.HotReads, "hot-reads", hot.HotReads,
+		"reads of a key within --hot-window that make it hot (cached near and in Redis)")
+	f.DurationVar(&hot.HotWindow, "hot-window", hot.HotWindow,
+		"period over which reads are counted for hotness; idle keys are forgotten after it")
+	f.IntVar(&hot.MaxValueBytes, "hot-max-bytes", hot.MaxValueBytes,
+		"largest value the hot tier caches")
+	f.DurationVar(&hot.MaxAge, "hot-max-age", hot.MaxAge,
+		"longest a near-cache entry is served without a refresh")
+	f.DurationVar(&hot.RedisTTL, "hot-ttl", hot.RedisTTL, "expiry of hot keys in Redis")
+	f.DurationVar(&hot.RedisTimeout, "hot-redis-timeout", hot.RedisTimeout,
+		"bound on one Redis call on the read path")
+	f.StringVar(&hot.KeyPrefix, "hot-prefix", hot.KeyPrefix,
+		"prefix of the hot tier's keys in Redis (differs per cluster sharing a Redis)")
 	f.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", cfg.SnapshotThreshold,
 		"log entries between snapshots")
 	f.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", cfg.SnapshotInterval,
@@ -99,15 +118,18 @@ func newLogger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
-// runNode runs a node and its HTTP server until SIGINT or SIGTERM.
-func runNode(cfg node.Config, redisAddr string) error {
+// runNode runs a node and its HTTP server until SIGINT or SIGTERM; with
+// hot.RedisAddr set, reads go through the hot tier.
+func runNode(cfg node.Config, hot hottier.Config) error {
 	logger := cfg.Logger.With("node", cfg.ID)
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(
 		collectors.ProcessCollectorOpts{}))
 	cfg.Registerer = registry
 	cfg.Domains = map[fsm.DomainID]fsm.Domain{
-		fsm.DomainStocks: stocks.Domain{},
+		fsm.DomainStocks:   stocks.Domain{},
+		fsm.DomainText:     text.NewDomain(text.DefaultConfig()),
+		fsm.DomainComments: comments.New(),
 	}
 
 	// Listen before Raft starts, so a port clash fails fast and peers
@@ -116,12 +138,8 @@ func runNode(cfg node.Config, redisAddr string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
-	if redisAddr == "" {
-		logger.Info("no --redis given: the hot tier and Redis fan-out are off")
-	} else {
-		// TODO(hottier): the Redis hot tier and pub/sub fan-out are not
-		// built yet; the address is accepted so launch scripts stay stable.
-		logger.Info("redis address noted; the hot tier is not built yet", "redis", redisAddr)
+	if hot.RedisAddr == "" {
+		logger.Info("no --redis given: the hot tier is off")
 	}
 
 	n, err := node.Open(cfg)
@@ -131,11 +149,41 @@ func runNode(cfg node.Config, redisAddr string) error {
 	}
 	apiCfg := api.DefaultConfig()
 	apiCfg.Logger, apiCfg.Registry = logger, registry
+	if hot.RedisAddr != "" {
+		hot.Logger, hot.Registerer = logger, registry
+		tier, err := hottier.New(hot, n)
+		if err != nil {
+			listener.Close()
+			n.Close()
+			return err
+		}
+		defer tier.Close()
+		tier.Register(fsm.DomainStocks, api.StockChange)
+		tier.Register(fsm.DomainComments, api.CommentPageChange)
+		n.SetApplyObserver(api.CommentPagesObserver(tier))
+		apiCfg.HotTier = tier
+	}
+	if hot.RedisAddr != "" {
+		// Committed document ops go to Redis pub/sub, once per revision
+		// for the cluster; Redis being down never holds up editing.
+		pubCfg := fanout.DefaultConfig()
+		pubCfg.RedisAddr, pubCfg.Logger, pubCfg.Registerer = hot.RedisAddr, logger, registry
+		publisher, err := fanout.New(pubCfg, n)
+		if err != nil {
+			listener.Close()
+			n.Close()
+			return err
+		}
+		defer publisher.Close()
+	}
+	apiServer := api.New(n, apiCfg)
 	server := &http.Server{
-		Handler:           api.New(n, apiCfg).Handler(),
+		Handler:           apiServer.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
+	// Shutdown waits for handlers; event streams end only when told to.
+	server.RegisterOnShutdown(apiServer.CloseStreams)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(listener) }()
 	logger.Info("serving", "http", cfg.HTTPAddr, "raft", cfg.RaftAddr, "data", cfg.DataDir)

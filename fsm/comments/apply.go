@@ -155,11 +155,11 @@ func applyCreate(tx storage.ReadWriter, req fsm.Request, c CreateCommand) (*reco
 		a.descendants++
 		if i == 0 {
 			a.replies++
+			if err := moveIndex(tx, &before, a, orderReplies); err != nil {
+				return nil, err
+			}
 		}
 		if err := writeComment(tx, a); err != nil {
-			return nil, err
-		}
-		if err := moveIndex(tx, &before, a, orderReplies); err != nil {
 			return nil, err
 		}
 	}

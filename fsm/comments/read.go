@@ -204,10 +204,10 @@ func List(r storage.Reader, q Query) (Page, error) {
 				"comment %s is not in thread %q", q.Parent, q.Thread)
 		}
 		thread, parent = rec.thread, rec.id
-	} else {
-		if _, err := GetThread(r, thread); err != nil {
-			return Page{}, err
-		}
+	} else if thread == "" {
+		return Page{}, fsm.Errorf(fsm.CodeInvalid, "a listing needs a thread or a parent")
+	} else if _, err := GetThread(r, thread); err != nil {
+		return Page{}, err
 	}
 	scope := scopeKey(thread, parent, o)
 	var after []byte

@@ -75,7 +75,8 @@ func decodeRecord(id uint64, b []byte) (*record, error) {
 	r.parent = d.uvarint()
 	r.created = d.varint()
 	r.edited = d.varint()
-	for _, p := range [...]*uint64{&r.depth, &r.ups, &r.downs, &r.likes, &r.replies, &r.descendants} {
+	counts := [...]*uint64{&r.depth, &r.ups, &r.downs, &r.likes, &r.replies, &r.descendants}
+	for _, p := range counts {
 		*p = d.uvarint()
 	}
 	r.deleted = d.byte()&flagDeleted != 0

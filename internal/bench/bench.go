@@ -33,6 +33,12 @@ const (
 	WorkloadRead = "read"
 	// WorkloadMixed mixes reads and writes, ReadFraction of them reads.
 	WorkloadMixed = "mixed"
+	// WorkloadHotRead reads one symbol (HotSymbol) spread over every node
+	// while a background writer updates it WriteRate times a second.
+	WorkloadHotRead = "hot-read"
+	// WorkloadRedisGet is the reference for hot-read: a plain Redis GET
+	// of one key on RedisAddr, with the same clients and pacing.
+	WorkloadRedisGet = "redis-get"
 )
 
 // Defaults for the zero fields of Options.
@@ -40,6 +46,8 @@ const (
 	DefaultClients      = 16
 	DefaultDuration     = 10 * time.Second
 	DefaultReadFraction = 0.9
+	DefaultHotSymbol    = "AAPL"
+	DefaultWriteRate    = 10
 	defaultSymbolCount  = 16
 )
 
@@ -68,6 +76,13 @@ type Options struct {
 	ReadFraction float64
 	// Consistency is the consistency level of reads (client.Consistency*).
 	Consistency string
+	// HotSymbol is the symbol of the hot-read workload.
+	HotSymbol string
+	// WriteRate is how many writes a second the hot-read workload's
+	// background writer sends.
+	WriteRate float64
+	// RedisAddr is the Redis the redis-get workload reads.
+	RedisAddr string
 }
 
 // DefaultOptions returns the options of `shoal bench` without flags.
@@ -81,6 +96,8 @@ func (o Options) withDefaults() Options {
 	o.Clients = cmp.Or(o.Clients, DefaultClients)
 	o.Duration = cmp.Or(o.Duration, DefaultDuration)
 	o.ReadFraction = cmp.Or(o.ReadFraction, DefaultReadFraction)
+	o.HotSymbol = cmp.Or(o.HotSymbol, DefaultHotSymbol)
+	o.WriteRate = cmp.Or(o.WriteRate, DefaultWriteRate)
 	if len(o.Symbols) == 0 {
 		for i := range defaultSymbolCount {
 			o.Symbols = append(o.Symbols, fmt.Sprintf("BENCH-%02d", i))
@@ -104,6 +121,10 @@ func (o Options) Validate() error {
 		return fmt.Errorf("bench: read fraction must be in [0, 1], not %v", o.ReadFraction)
 	case len(o.Symbols) == 0:
 		return errors.New("bench: no symbols")
+	case o.WriteRate < 0:
+		return fmt.Errorf("bench: write rate must not be negative, not %v", o.WriteRate)
+	case o.Workload == WorkloadRedisGet && o.RedisAddr == "":
+		return errors.New("bench: the redis-get workload needs a Redis address")
 	}
 	return nil
 }
@@ -176,6 +197,9 @@ func Run(ctx context.Context, c *client.Client, opts Options) (Report, error) {
 	elapsed := time.Since(start)
 
 	report := newReport(opts, len(env.nodes), elapsed, recorders)
+	if n, ok := load.(noter); ok {
+		report.Notes = n.notes(ctx, env)
+	}
 	if err := ctx.Err(); err != nil {
 		return report, fmt.Errorf("bench: interrupted after %v: %w",
 			elapsed.Round(time.Millisecond), err)

@@ -110,6 +110,9 @@ type Report struct {
 	Total OpStats
 	// Errors counts failed requests by operation and kind, most first.
 	Errors []ErrorCount
+	// Notes are lines a workload adds about the run, such as the hot
+	// tier's hit ratio.
+	Notes []string
 }
 
 // OpStats is the throughput and latency of one operation. Latencies are
@@ -248,6 +251,12 @@ func (r Report) Print(w io.Writer) error {
 		return err
 	}
 
+	for i, note := range r.Notes {
+		if i == 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintln(w, note)
+	}
 	if len(r.Errors) == 0 {
 		_, err := fmt.Fprintln(w, "\nerrors: none")
 		return err

@@ -1,0 +1,616 @@
+package api
+
+// The threaded-comments endpoints. The rules (who may edit, what a vote
+// does, how a deleted comment counts, the listing orders and cursors) are
+// in package fsm/comments; this file turns HTTP into its commands and
+// queries and back.
+//
+// Decisions of the HTTP layer:
+//
+//   - Thread names are any UTF-8 string of 1 to 256 bytes, sent
+//     path-escaped as one segment: "a b" as a%20b, "a/b" as a%2Fb. The
+//     mux matches the escaped path, so an escaped '/' stays in the
+//     segment and PathValue unescapes it. The names "." and ".." must be
+//     sent as %2E and %2E%2E (unescaped, the mux cleans them away with a
+//     redirect). Two names cannot be addressed at all: "" and "/" (the
+//     mux takes a segment that is exactly %2F for a trailing slash).
+//   - Who acts is named in the body: "author" to create, edit or delete,
+//     "user" to vote or like. When the request carries an identity
+//     (X-Shoal-User today, authentication later) the named user must be
+//     that identity (403 otherwise), and the field may be left out.
+//   - DELETE takes the author from a JSON body {"author": ...} or from
+//     ?author=...; a request naming two different authors is a 400.
+//   - A write the state machine would certainly reject, judging by what
+//     this node has applied, is rejected before it reaches the log (see
+//     precheck); the rest are rejected when applied, which changes no
+//     comment but takes a log index.
+//   - Every reply that carries a comment carries "index": the Raft index
+//     of the write for a write, the index the read reflects for a read.
+//   - A listing reads one consistent snapshot of the node's state: every
+//     comment of a page, its nested replies and its next_cursor reflect
+//     the same index, which is the reply's "index" and X-Shoal-Index.
+//   - Query parameters are checked strictly: an unknown or repeated one,
+//     limit=0, an empty sort and a depth without replies are 400s.
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/shoal-db/shoal/fsm"
+	"github.com/shoal-db/shoal/fsm/comments"
+	"github.com/shoal-db/shoal/hottier"
+	"github.com/shoal-db/shoal/node"
+	"github.com/shoal-db/shoal/storage"
+)
+
+// commentReply is a comment as a reply carries it: the comment and the
+// index of the write that produced it, or of the state a read reflects.
+type commentReply struct {
+	comments.Comment
+	Index uint64 `json:"index"`
+}
+
+// pageReply is one page of a listing and the index it reflects.
+type pageReply struct {
+	comments.Page
+	Index uint64 `json:"index"`
+}
+
+// threadReply describes a thread at an index.
+type threadReply struct {
+	comments.ThreadInfo
+	Index uint64 `json:"index"`
+}
+
+// createCommentBody is the body of POST /v1/threads/{thread}/comments.
+type createCommentBody struct {
+	Parent string `json:"parent"`
+	Author string `json:"author"`
+	Body   string `json:"body"`
+}
+
+// editCommentBody is the body of PATCH /v1/comments/{id}.
+type editCommentBody struct {
+	Author string `json:"author"`
+	Body   string `json:"body"`
+}
+
+// deleteCommentBody is the optional body of DELETE /v1/comments/{id}.
+type deleteCommentBody struct {
+	Author string `json:"author"`
+}
+
+// voteBody is the body of POST /v1/comments/{id}/votes.
+type voteBody struct {
+	User string `json:"user"`
+	Vote string `json:"vote"`
+}
+
+// likeBody is the body of POST /v1/comments/{id}/likes.
+type likeBody struct {
+	User string `json:"user"`
+	Like *bool  `json:"like"`
+}
+
+func (s *Server) createComment(w http.ResponseWriter, r *http.Request) {
+	var body createCommentBody
+	if err := decodeBody(r, &body); err != nil {
+		writeError(w, err)
+		return
+	}
+	author, err := actingUser(r, "author", body.Author)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	cmd := comments.CreateCommand{
+		Thread: r.PathValue("thread"),
+		Parent: body.Parent,
+		Author: author,
+		Body:   body.Body,
+	}
+	s.writeComment(w, r, cmd, http.StatusCreated)
+}
+
+func (s *Server) editComment(w http.ResponseWriter, r *http.Request) {
+	var body editCommentBody
+	if err := decodeBody(r, &body); err != nil {
+		writeError(w, err)
+		return
+	}
+	author, err := actingUser(r, "author", body.Author)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	cmd := comments.EditCommand{ID: r.PathValue("id"), Author: author, Body: body.Body}
+	s.writeComment(w, r, cmd, http.StatusOK)
+}
+
+func (s *Server) deleteComment(w http.ResponseWriter, r *http.Request) {
+	// The author comes from ?author=, a JSON body, or both if they agree.
+	query, err := strictQuery(r, "author")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	author := query.Get("author")
+	var body deleteCommentBody
+	if err := decodeBody(r, &body); err != nil && !isEmptyBody(err) {
+		writeError(w, err)
+		return
+	}
+	switch {
+	case body.Author == "":
+	case author == "":
+		author = body.Author
+	case author != body.Author:
+		writeError(w, badRequest("author %q in the query and %q in the body differ",
+			author, body.Author))
+		return
+	}
+	if author, err = actingUser(r, "author", author); err != nil {
+		writeError(w, err)
+		return
+	}
+	cmd := comments.DeleteCommand{ID: r.PathValue("id"), Author: author}
+	s.writeComment(w, r, cmd, http.StatusOK)
+}
+
+func (s *Server) voteComment(w http.ResponseWriter, r *http.Request) {
+	var body voteBody
+	if err := decodeBody(r, &body); err != nil {
+		writeError(w, err)
+		return
+	}
+	user, err := actingUser(r, "user", body.User)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if body.Vote == "" {
+		writeError(w, badRequest(`"vote" is required: "up", "down" or "none"`))
+		return
+	}
+	cmd := comments.VoteCommand{ID: r.PathValue("id"), User: user, Vote: body.Vote}
+	s.writeComment(w, r, cmd, http.StatusOK)
+}
+
+func (s *Server) likeComment(w http.ResponseWriter, r *http.Request) {
+	var body likeBody
+	if err := decodeBody(r, &body); err != nil {
+		writeError(w, err)
+		return
+	}
+	user, err := actingUser(r, "user", body.User)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if body.Like == nil {
+		writeError(w, badRequest(`"like" is required: true or false`))
+		return
+	}
+	cmd := comments.LikeCommand{ID: r.PathValue("id"), User: user, Like: *body.Like}
+	s.writeComment(w, r, cmd, http.StatusOK)
+}
+
+// actingUser returns who a write acts as: the user named in field of the
+// body, which must be the request's identity when it has one, or the
+// identity alone when the body names nobody.
+func actingUser(r *http.Request, field, named string) (string, error) {
+	identity := IdentityFrom(r.Context()).User
+	switch {
+	case identity == "":
+		return named, nil
+	case named == "":
+		return identity, nil
+	case named != identity:
+		return "", errorf(http.StatusForbidden, fsm.CodeForbidden,
+			"%s %q is not the caller %q (%s)", field, named, identity, HeaderUser)
+	}
+	return named, nil
+}
+
+// writeComment validates cmd, proposes it and answers with status and the
+// comment the state machine returned, with the write's index.
+func (s *Server) writeComment(w http.ResponseWriter, r *http.Request, cmd comments.Command,
+	status int) {
+	op, payload, err := comments.Encode(cmd)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.precheck(r, cmd); err != nil {
+		writeError(w, err)
+		return
+	}
+	result, err := s.propose(r, fsm.Command{Domain: fsm.DomainComments, Op: op,
+		Payload: payload})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var reply commentReply
+	if err := json.Unmarshal(result.Value, &reply.Comment); err != nil {
+		writeError(w, err)
+		return
+	}
+	reply.Index = result.Index
+	setIndex(w, result.Index)
+	if status == http.StatusCreated {
+		w.Header().Set("Location", "/v1/comments/"+url.PathEscape(reply.ID))
+	}
+	writeJSON(w, status, reply)
+}
+
+// precheck rejects a write that the state machine would certainly reject,
+// judging by facts about a comment that never change once true: that it
+// exists, its thread, its author while it is not deleted, and that it is
+// deleted. Such a write is answered without a log entry, so it leaves even
+// the applied index alone. A comment this node has not applied may exist
+// at the leader all the same: a linearizable barrier settles that before a
+// 404. Whatever precheck cannot settle (a race with another write, the
+// author of a deleted comment, no leader) is left to the state machine.
+func (s *Server) precheck(r *http.Request, cmd comments.Command) error {
+	var id string
+	switch c := cmd.(type) {
+	case comments.CreateCommand:
+		id = c.Parent
+	case comments.EditCommand:
+		id = c.ID
+	case comments.DeleteCommand:
+		id = c.ID
+	case comments.VoteCommand:
+		id = c.ID
+	case comments.LikeCommand:
+		id = c.ID
+	}
+	if id == "" {
+		return nil
+	}
+	existing, err := comments.Get(s.node.State(), id)
+	if isNotFound(err) {
+		if _, barrierErr := s.node.ReadBarrier(r.Context(), node.Strong, 0); barrierErr != nil {
+			return nil
+		}
+		existing, err = comments.Get(s.node.State(), id)
+	}
+	if err != nil {
+		return err
+	}
+
+	switch c := cmd.(type) {
+	case comments.CreateCommand:
+		switch {
+		case existing.Thread != c.Thread:
+			return fsm.Errorf(fsm.CodeInvalid, "parent comment %s is in another thread", id)
+		case existing.Deleted:
+			return fsm.Errorf(fsm.CodeConflict, "parent comment %s is deleted", id)
+		}
+	case comments.EditCommand:
+		if !existing.Deleted && existing.Author != c.Author {
+			return fsm.Errorf(fsm.CodeForbidden, "only the author may edit comment %s", id)
+		}
+	case comments.DeleteCommand:
+		if !existing.Deleted && existing.Author != c.Author {
+			return fsm.Errorf(fsm.CodeForbidden, "only the author may delete comment %s", id)
+		}
+	case comments.VoteCommand, comments.LikeCommand:
+		if existing.Deleted {
+			return fsm.Errorf(fsm.CodeConflict, "comment %s is deleted", id)
+		}
+	}
+	return nil
+}
+
+// isNotFound reports whether err is the state machine's not-found error.
+func isNotFound(err error) bool {
+	var fe *fsm.Error
+	return errors.As(err, &fe) && fe.Code == fsm.CodeNotFound
+}
+
+// readParams are the query parameters every read accepts.
+var readParams = []string{"consistency", "min_index"}
+
+// listParams are those a listing accepts besides readParams.
+var listParams = []string{"sort", "limit", "cursor", "replies", "depth"}
+
+func (s *Server) getComment(w http.ResponseWriter, r *http.Request) {
+	if _, err := strictQuery(r, readParams...); err != nil {
+		writeError(w, err)
+		return
+	}
+	s.withSnapshot(w, r, func(snap *snapshotView) (any, error) {
+		c, err := comments.Get(snap.reader, r.PathValue("id"))
+		return commentReply{Comment: c, Index: snap.index}, err
+	})
+}
+
+func (s *Server) getThread(w http.ResponseWriter, r *http.Request) {
+	if _, err := strictQuery(r, readParams...); err != nil {
+		writeError(w, err)
+		return
+	}
+	s.withSnapshot(w, r, func(snap *snapshotView) (any, error) {
+		info, err := comments.GetThread(snap.reader, r.PathValue("thread"))
+		return threadReply{ThreadInfo: info, Index: snap.index}, err
+	})
+}
+
+func (s *Server) listThread(w http.ResponseWriter, r *http.Request) {
+	q, err := listQuery(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	q.Thread = r.PathValue("thread")
+	if s.cfg.HotTier != nil && hotPage(q) {
+		s.listThreadHot(w, r, q)
+		return
+	}
+	s.list(w, r, q)
+}
+
+func (s *Server) listReplies(w http.ResponseWriter, r *http.Request) {
+	q, err := listQuery(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	q.Parent = r.PathValue("id")
+	s.list(w, r, q)
+}
+
+// list answers one page of a listing from one snapshot.
+func (s *Server) list(w http.ResponseWriter, r *http.Request, q comments.Query) {
+	s.withSnapshot(w, r, func(snap *snapshotView) (any, error) {
+		page, err := comments.List(snap.reader, q)
+		return pageReply{Page: page, Index: snap.index}, err
+	})
+}
+
+// snapshotView is a consistent view of the state for one read and the
+// applied index it reflects.
+type snapshotView struct {
+	reader storage.Reader
+	index  uint64
+}
+
+// withSnapshot applies the request's read barrier, takes a snapshot at or
+// after it, and answers with what read returns from it, setting
+// X-Shoal-Index to the snapshot's index.
+func (s *Server) withSnapshot(w http.ResponseWriter, r *http.Request,
+	read func(*snapshotView) (any, error)) {
+	if _, err := s.readBarrier(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	snap, index, err := s.node.Snapshot()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer snap.Close()
+	reply, err := read(&snapshotView{reader: snap, index: index})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	setIndex(w, index)
+	writeJSON(w, http.StatusOK, reply)
+}
+
+// listQuery parses the query parameters of a listing.
+func listQuery(r *http.Request) (comments.Query, error) {
+	params, err := strictQuery(r, append(listParams, readParams...)...)
+	if err != nil {
+		return comments.Query{}, err
+	}
+	q := comments.Query{Cursor: params.Get("cursor")}
+	if params.Has("sort") {
+		if q.Sort = params.Get("sort"); q.Sort == "" {
+			return q, badRequest("sort is empty; want one of %v", comments.Sorts())
+		}
+	}
+	if q.Limit, err = intParam(params, "limit", 1, comments.MaxLimit); err != nil {
+		return q, err
+	}
+	if q.Replies, err = intParam(params, "replies", 0, comments.MaxLimit); err != nil {
+		return q, err
+	}
+	if q.Depth, err = intParam(params, "depth", 1, comments.MaxNestDepth); err != nil {
+		return q, err
+	}
+	if q.Depth > 0 && q.Replies == 0 {
+		return q, badRequest("depth needs replies=N (replies nested per comment)")
+	}
+	return q, nil
+}
+
+// intParam parses the integer parameter name in [lo, hi]; 0 when absent.
+func intParam(params url.Values, name string, lo, hi int) (int, error) {
+	if !params.Has(name) {
+		return 0, nil
+	}
+	v := params.Get(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		if len(v) > 32 {
+			v = v[:32] + "..."
+		}
+		return 0, badRequest("%s %q: want an integer from %d to %d", name, v, lo, hi)
+	}
+	return n, nil
+}
+
+// strictQuery parses the request's query and rejects parameters outside
+// allowed and parameters given twice.
+func strictQuery(r *http.Request, allowed ...string) (url.Values, error) {
+	params, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, badRequest("malformed query string: %v", err)
+	}
+	for name, values := range params {
+		known := false
+		for _, a := range allowed {
+			known = known || a == name
+		}
+		switch {
+		case !known:
+			return nil, badRequest("unknown query parameter %q; this endpoint takes %v",
+				truncate(name, 64), allowed)
+		case len(values) > 1:
+			return nil, badRequest("query parameter %q is given %d times", name, len(values))
+		}
+	}
+	return params, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// Hot first pages.
+//
+// The first page of a thread's top-level listing in each order, at the
+// default limit and without nested replies, is what most readers of a busy
+// thread ask for. With a hot tier it is read through the tier under the
+// key CommentPageHotKey(thread, sort). Its version is the index of the
+// snapshot it was read from: the page holds every change of the thread up
+// to that index, so the version is at least the thread's latest change
+// and the tier's rule (never older than what this node applied for the
+// key) is the rule for the thread. Every change of a thread moves all of
+// its first pages: CommentPagesObserver turns each applied comments event
+// into one change per order, and CommentPageChange maps those to keys.
+
+// hotPage reports whether q asks for a page the hot tier holds.
+func hotPage(q comments.Query) bool {
+	return q.Parent == "" && q.Cursor == "" && q.Replies == 0 &&
+		(q.Limit == 0 || q.Limit == comments.DefaultLimit)
+}
+
+// CommentPageHotKey is the hot-tier key of the first page of thread in the
+// order sort (at the default limit, without nested replies).
+func CommentPageHotKey(thread, sort string) string {
+	return "comments/page/" + sort + "/" + thread
+}
+
+// listThreadHot answers a first page through the hot tier. The barrier has
+// run first, so consistency=strong and min_index keep their meaning.
+func (s *Server) listThreadHot(w http.ResponseWriter, r *http.Request, q comments.Query) {
+	index, err := s.readBarrier(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if q.Sort == "" {
+		q.Sort = comments.DefaultSort
+	}
+	value, tier, err := s.cfg.HotTier.Get(r.Context(), CommentPageHotKey(q.Thread, q.Sort),
+		func() (hottier.Value, error) {
+			snap, index, err := s.node.Snapshot()
+			if err != nil {
+				return hottier.Value{}, err
+			}
+			defer snap.Close()
+			page, err := comments.List(snap, q)
+			if err != nil {
+				return hottier.Value{}, err
+			}
+			raw, err := json.Marshal(page)
+			return hottier.Value{Data: raw, Index: index}, err
+		})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+
+	// A value from Redis may be newer than this node's state: the reply
+	// reflects the newer of the two.
+	index = max(index, value.Index)
+	setIndex(w, index)
+	w.Header().Set(HeaderTier, tier)
+	writeCachedPage(w, value.Data, index)
+}
+
+// writeCachedPage answers with a page that the loader of listThreadHot
+// encoded, {"comments":[...],"next_cursor":...}, and its index, without
+// decoding it again: the index goes in before the closing brace.
+func writeCachedPage(w http.ResponseWriter, page []byte, index uint64) {
+	if len(page) < 2 || page[len(page)-1] != '}' {
+		writeError(w, errorf(http.StatusInternalServerError, "internal",
+			"corrupt cached comment page"))
+		return
+	}
+	body := make([]byte, 0, len(page)+32)
+	body = append(body, page[:len(page)-1]...)
+	body = append(body, `,"index":`...)
+	body = strconv.AppendUint(body, index, 10)
+	body = append(body, "}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+// hotPageSeparator separates the order from the thread in the Key of the
+// events CommentPagesObserver makes; no order name contains it.
+const hotPageSeparator = "\x00"
+
+// CommentPageChange maps the per-order events of CommentPagesObserver to
+// the hot-tier keys of first pages. Register it with the tier for
+// fsm.DomainComments.
+func CommentPageChange(e fsm.Event) (hottier.Change, bool) {
+	for i := 0; i < len(e.Key); i++ {
+		if e.Key[i] == hotPageSeparator[0] {
+			return hottier.Change{Key: CommentPageHotKey(e.Key[i+1:], e.Key[:i]),
+				Index: e.Index}, true
+		}
+	}
+	return hottier.Change{}, false
+}
+
+// CommentPagesObserver returns an apply observer that passes every batch
+// to next, with each comments event (whose Key is a thread) replaced by one
+// event per listing order, keyed order + "\x00" + thread, so that one
+// vote invalidates the thread's first page in every order.
+func CommentPagesObserver(next node.ApplyObserver) node.ApplyObserver {
+	return pagesObserver{next: next, sorts: comments.Sorts()}
+}
+
+type pagesObserver struct {
+	next  node.ApplyObserver
+	sorts []string
+}
+
+// Applied implements node.ApplyObserver.
+func (o pagesObserver) Applied(events []fsm.Event, first, last uint64) {
+	n := 0
+	for _, e := range events {
+		if e.Domain == fsm.DomainComments {
+			n++
+		}
+	}
+	if n == 0 {
+		o.next.Applied(events, first, last)
+		return
+	}
+	out := make([]fsm.Event, 0, len(events)+n*(len(o.sorts)-1))
+	for _, e := range events {
+		if e.Domain != fsm.DomainComments {
+			out = append(out, e)
+			continue
+		}
+		for _, sort := range o.sorts {
+			out = append(out, fsm.Event{Domain: e.Domain, Index: e.Index,
+				Key: sort + hotPageSeparator + e.Key})
+		}
+	}
+	o.next.Applied(out, first, last)
+}
