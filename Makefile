@@ -9,7 +9,8 @@ export SHOAL_BIN := $(CURDIR)/$(BIN)
 # How long `make fuzz-short` runs each fuzz target, and `make chaos` its run.
 FUZZTIME  ?= 10s
 CHAOS_DURATION ?= 5m
-CHAOS_FLAGS ?=
+# With redis-server installed, `make chaos` runs reads through the hot tier.
+CHAOS_FLAGS ?= $(if $(shell command -v redis-server),--redis,)
 
 .PHONY: help build run test test-short lint bench fuzz fuzz-short chaos clean
 

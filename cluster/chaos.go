@@ -19,6 +19,26 @@ import (
 	"github.com/anishathalye/porcupine"
 )
 
+// The chaos harness (RunChaos, `shoal chaos`, TestChaos) proves the
+// cluster's promises under faults, the way Jepsen and etcd's robustness
+// tests do, with real node processes on one machine and no root:
+//
+//   - faults (chaos_faults.go): kill -9 and restart, SIGSTOP and SIGCONT,
+//     of the leader or a random node; network partitions through a proxy
+//     on every directed link between nodes (chaos_net.go); with Redis,
+//     pausing and killing the hot tier's server;
+//   - registers (chaos_registers.go): writes and linearizable reads of a
+//     few stock symbols, the whole history checked with porcupine;
+//   - counters (chaos_counters.go): votes on comments, each counted
+//     exactly once on every node;
+//   - documents (chaos_docs.go): concurrent editors of one document, the
+//     same text on every node, rebuilt from its op log, every
+//     acknowledged edit in it exactly once;
+//   - convergence: every node at the same applied index and state digest.
+//
+// Clients retry under idempotency keys, as real ones should; an operation
+// that never got an answer has an unknown outcome and is checked as one.
+
 // ChaosConfig describes one run of the chaos harness: a fresh local
 // cluster of real node processes, a workload of concurrent clients, and
 // faults injected on a schedule drawn from Seed.

@@ -124,7 +124,7 @@ func (w *docWorkload) runEditor(ctx context.Context, id int) {
 		}
 		e := docEdit{client: "editor-" + strconv.Itoa(id), seq: seq, rev: doc.Rev,
 			marker: fmt.Sprintf("[%d.%d]", id, seq)}
-		e.op = insertOp(len([]rune(doc.Text)), rng, e.marker)
+		e.op = insertOp([]rune(doc.Text), rng, e.marker)
 		err = w.send(opCtx, cl, e)
 		cancel()
 		e.acked = err == nil
@@ -139,10 +139,25 @@ func (w *docWorkload) runEditor(ctx context.Context, id int) {
 	w.mu.Unlock()
 }
 
-// insertOp returns the op that inserts s at a random place of a text of
-// length n.
-func insertOp(n int, rng *rand.Rand, s string) json.RawMessage {
-	at := rng.IntN(n + 1)
+// insertOp returns the op that inserts s at a random place of doc that
+// is not inside another marker.
+func insertOp(doc []rune, rng *rand.Rand, s string) json.RawMessage {
+	var places []int
+	inside := false
+	for i, r := range doc {
+		if !inside {
+			places = append(places, i)
+		}
+		switch r {
+		case '[':
+			inside = true
+		case ']':
+			inside = false
+		}
+	}
+	n := len(doc)
+	places = append(places, n)
+	at := places[rng.IntN(len(places))]
 	var parts []any
 	if at > 0 {
 		parts = append(parts, at)

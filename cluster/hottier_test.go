@@ -419,7 +419,8 @@ func TestHotTierRedisKilledDuringReads(t *testing.T) {
 
 	require.Zero(t, failures.Load(), "failed reads")
 	for _, n := range nodes {
-		q, err := readQuote(ctx, n.HTTP, "AAPL", "min_index="+strconv.FormatUint(lastWrite.Load(), 10))
+		last := strconv.FormatUint(lastWrite.Load(), 10)
+		q, err := readQuote(ctx, n.HTTP, "AAPL", "min_index="+last)
 		require.NoError(t, err)
 		require.Equal(t, lastWrite.Load(), q.Index, n.ID)
 	}

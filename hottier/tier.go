@@ -297,6 +297,8 @@ func (t *Tier) Get(ctx context.Context, key string, load Loader) (Value, string,
 		t.m.misses.WithLabelValues(TierRedis).Inc()
 	}
 
+	// TODO(hottier): a key with no value (not found) is not cached, so it
+	// is read from the state every time.
 	v, err := t.loadAtLeast(ctx, load, floor)
 	if err != nil {
 		return Value{}, TierState, err
@@ -413,6 +415,10 @@ func (t *Tier) applyChange(c Change) {
 	sh.mu.Unlock()
 	t.m.invalidations.WithLabelValues("apply").Inc()
 
+	// TODO(hottier): this node's own write-through comes back as a BCAST
+	// invalidation and drops the entry just stored, costing one Redis read
+	// per write per node; sending the writes on the tracking connection
+	// with NOLOOP would avoid it.
 	switch {
 	case !writeThrough:
 	case c.HasData:

@@ -377,7 +377,9 @@ func TestStaleRedisValueIsNotServed(t *testing.T) {
 	v, source := get(t, tier, state, "AAPL")
 	require.Equal(t, TierState, source)
 	require.Equal(t, uint64(8), v.Index)
-	eventually(t, "the read repaired Redis", func() bool { return redisVersion(t, c, "AAPL") == 8 })
+	eventually(t, "the read repaired Redis", func() bool {
+		return redisVersion(t, c, "AAPL") == 8
+	})
 }
 
 // A lost invalidation connection flushes the near cache, and nothing is
@@ -602,7 +604,8 @@ func redisCalls(t *testing.T, tier *Tier) uint64 {
 }
 
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts := &slog.HandlerOptions{Level: slog.LevelDebug}
+	return slog.New(slog.NewTextHandler(testWriter{t}, opts))
 }
 
 type testWriter struct{ t *testing.T }
@@ -613,3 +616,31 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 func bufioReader(s string) *bufio.Reader { return bufio.NewReader(strings.NewReader(s)) }
+
+// BenchmarkGetNearHit is the cost of a read the near cache answers.
+func BenchmarkGetNearHit(b *testing.B) {
+	r := cluster.StartRedisTest(b)
+	state := newFakeState()
+	state.apply(nil, "AAPL", 5, "q5")
+	cfg := testConfig(r.Addr())
+	tier, err := New(cfg, state)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tier.Close()
+	for !tier.tracking.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, load := context.Background(), state.loader("AAPL")
+	// Warm: the first reads fill Redis, whose invalidation comes back.
+	for source := ""; source != TierNear; {
+		_, source, _ = tier.Get(ctx, "AAPL", load)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			_, _, _ = tier.Get(ctx, "AAPL", load)
+		}
+	})
+}

@@ -59,6 +59,9 @@ func (t *tracker) run(stop <-chan struct{}) {
 
 // session dials, subscribes and reads pushes until the connection fails.
 // subscribed says whether it got as far as calling up.
+//
+// TODO(hottier): no AUTH or TLS, here or on the data client; a Redis that
+// needs either cannot be used yet.
 func (t *tracker) session(stop <-chan struct{}) (subscribed bool, err error) {
 	conn, err := net.DialTimeout("tcp", t.addr, time.Second)
 	if err != nil {

@@ -89,13 +89,14 @@ choices; it is printed so a run can be repeated.`,
 				return err
 			}
 			fmt.Fprint(cmd.OutOrStdout(), report.String())
-			if !report.OK() {
+			switch {
+			case ctx.Err() != nil:
+				// The repair was cut short too: what it found means little.
+				return errors.New("chaos: interrupted")
+			case !report.OK():
 				keep = true
 				return fmt.Errorf("chaos: %d anomalies (seed %d); node logs in %s",
 					len(report.Anomalies), seed, cfg.Dir)
-			}
-			if ctx.Err() != nil {
-				return errors.New("chaos: interrupted")
 			}
 			return nil
 		},

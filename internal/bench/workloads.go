@@ -32,6 +32,9 @@ var registry = map[string]func(Options) workload{
 	WorkloadWrite: func(Options) workload { return stockWrites{} },
 	WorkloadRead:  func(Options) workload { return stockReads{} },
 	WorkloadMixed: func(o Options) workload { return stockMixed{readFraction: o.ReadFraction} },
+
+	WorkloadVotes:   newCommentVotes, // comments.go
+	WorkloadListing: newCommentListing,
 }
 
 // stockWrites writes random prices to random symbols through any node

@@ -239,17 +239,18 @@ func (r CommentsReport) String() string {
 // filled in as far as the replay got in every case.
 func Comments(
 	ctx context.Context, c *client.Client, path string, opts CommentsOptions,
-) (CommentsReport, error) {
+) (report CommentsReport, err error) {
 	file, err := LoadCommentThread(path)
 	if err != nil {
 		return CommentsReport{}, err
 	}
-	report := CommentsReport{Comments: len(file.Comments), IDs: map[string]string{}, File: file}
+	report = CommentsReport{Comments: len(file.Comments), IDs: map[string]string{}, File: file}
 	report.Ups, report.Downs = file.Votes()
 	if report.Thread, err = pickThread(ctx, c, file.Thread, opts.Thread); err != nil {
 		return report, err
 	}
 
+	// Every return below reports the failures counted so far.
 	var failures failureLog
 	defer func() { report.Errors, report.FirstError = failures.count, failures.first }()
 	var maxIndex atomic.Uint64
@@ -353,12 +354,17 @@ func Comments(
 // pickThread returns the thread name to replay into: want if given (it
 // must have no comments yet), else base or the first free "base #N".
 func pickThread(ctx context.Context, c *client.Client, base, want string) (string, error) {
+	// A name is free when no node knows the thread. Local reads of every
+	// node rather than one linearizable read: a strong read can stall
+	// for seconds after a leader change that no write followed.
 	free := func(name string) (bool, error) {
-		_, err := c.GetThread(ctx, name, client.ReadOptions{Consistency: client.ConsistencyStrong})
-		if client.IsNotFound(err) {
-			return true, nil
+		for _, addr := range c.Addrs() {
+			_, err := c.GetThread(ctx, name, client.ReadOptions{Node: addr})
+			if !client.IsNotFound(err) {
+				return false, err
+			}
 		}
-		return false, err
+		return true, nil
 	}
 	if want != "" {
 		ok, err := free(want)

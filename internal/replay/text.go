@@ -54,6 +54,10 @@ type TextOptions struct {
 	// Progress receives a progress bar of acknowledged transactions; nil
 	// means none.
 	Progress io.Writer
+	// Docs is the number of documents the trace is replayed into at once,
+	// each with its own clients, for the throughput of many documents;
+	// zero means one. With more than one, the ids are Doc-1, Doc-2, ...
+	Docs int
 	// Logger receives the clients' Debug lines. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -64,8 +68,10 @@ type TextReport struct {
 	Doc string
 	// Concurrent reports whether the trace was of the concurrent kind.
 	Concurrent bool
-	// Clients is the number of clients that typed.
+	// Clients is the number of clients that typed each document.
 	Clients int
+	// Docs is the number of documents replayed at once.
+	Docs int
 	// Txns and Patches count the trace's transactions and patches.
 	Txns, Patches int
 	// Edits is the number of local edits the clients made (transactions
@@ -108,12 +114,13 @@ type TextCheck struct {
 	Problem string
 }
 
-// Rate returns edits per second: the trace's transactions over Elapsed.
+// Rate returns edits per second: the trace's transactions, times the
+// documents, over Elapsed.
 func (r TextReport) Rate() float64 {
 	if r.Elapsed <= 0 {
 		return 0
 	}
-	return float64(r.Txns) / r.Elapsed.Seconds()
+	return float64(r.Txns*max(r.Docs, 1)) / r.Elapsed.Seconds()
 }
 
 // Err returns nil when every node and client holds the end content, and
@@ -139,8 +146,12 @@ func (r TextReport) Print(w io.Writer) error {
 	if r.Concurrent {
 		kind = "concurrent"
 	}
-	fmt.Fprintf(w, "replayed %d transactions (%d patches, %s trace) into %q with %d %s "+
-		"in %.2fs: %.0f edits/s, %d ops, %d resends\n", r.Txns, r.Patches, kind, r.Doc,
+	into := fmt.Sprintf("%q", r.Doc)
+	if r.Docs > 1 {
+		into = fmt.Sprintf("each of %d documents %s-1...", r.Docs, r.Doc)
+	}
+	fmt.Fprintf(w, "replayed %d transactions (%d patches, %s trace) into %s with %d %s "+
+		"in %.2fs: %.0f edits/s, %d ops, %d resends\n", r.Txns, r.Patches, kind, into,
 		r.Clients, plural(r.Clients, "client"), r.Elapsed.Seconds(), r.Rate(), r.Ops,
 		r.Resends)
 	printLatency(w, "commit latency (edit made → acknowledged)", r.Commit)
@@ -204,20 +215,77 @@ func Text(
 	opts.Doc = cmp.Or(opts.Doc, "replay-"+randomSuffix())
 	opts.Clients = max(opts.Clients, 1)
 	opts.Block = cmp.Or(opts.Block, DefaultTextBlock)
+	opts.Docs = max(opts.Docs, 1)
 	if len(opts.Addrs) == 0 {
 		opts.Addrs = c.Addrs()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	bar := newTextBar(opts.Progress, len(trace.Txns)*opts.Docs)
+	if opts.Docs == 1 {
+		report, err := replayOne(ctx, c, trace, opts, bar)
+		finishTextBar(bar, err)
+		return report, err
+	}
 
+	// Many documents at once, each a replay of its own.
+	reports := make([]TextReport, opts.Docs)
+	var group errgroup.Group
+	for i := range opts.Docs {
+		one := opts
+		one.Doc = fmt.Sprintf("%s-%d", opts.Doc, i+1)
+		group.Go(func() error {
+			var err error
+			reports[i], err = replayOne(ctx, c, trace, one, bar)
+			return err
+		})
+	}
+	err := group.Wait()
+	finishTextBar(bar, err)
+	return mergeTextReports(opts.Doc, reports), err
+}
+
+// mergeTextReports sums the reports of documents replayed at once.
+func mergeTextReports(doc string, reports []TextReport) TextReport {
+	merged := TextReport{
+		Doc: doc, Docs: len(reports),
+		Commit:  hdrhistogram.New(latencyMin, latencyMax, latencySigFigs),
+		Request: hdrhistogram.New(latencyMin, latencyMax, latencySigFigs),
+	}
+	for _, r := range reports {
+		merged.Concurrent, merged.Clients = r.Concurrent, r.Clients
+		merged.Txns, merged.Patches = r.Txns, r.Patches
+		merged.Edits += r.Edits
+		merged.Ops += r.Ops
+		merged.Resends += r.Resends
+		merged.Misplaced += r.Misplaced
+		merged.Elapsed = max(merged.Elapsed, r.Elapsed)
+		merged.Rev = max(merged.Rev, r.Rev)
+		merged.MinIndex = max(merged.MinIndex, r.MinIndex)
+		if r.Commit != nil {
+			merged.Commit.Merge(r.Commit)
+			merged.Request.Merge(r.Request)
+		}
+		for _, check := range r.Checks {
+			check.Where = r.Doc + ": " + check.Where
+			merged.Checks = append(merged.Checks, check)
+		}
+	}
+	return merged
+}
+
+// replayOne replays the trace into the one document opts.Doc.
+func replayOne(
+	ctx context.Context, c *client.Client, trace *TextTrace, opts TextOptions,
+	bar *progressbar.ProgressBar,
+) (TextReport, error) {
 	run := &textRun{
-		client: c, trace: trace, opts: opts,
+		client: c, trace: trace, opts: opts, bar: bar,
 		report: TextReport{
 			Doc: opts.Doc, Concurrent: trace.Concurrent(), Txns: len(trace.Txns),
-			Patches: trace.Patches(), Clients: opts.Clients,
+			Patches: trace.Patches(), Clients: opts.Clients, Docs: 1,
 		},
-		bar: newTextBar(opts.Progress, len(trace.Txns)),
 	}
 	if trace.Concurrent() {
 		run.report.Clients = trace.NumAgents
@@ -230,15 +298,8 @@ func Text(
 	} else {
 		err = run.sequential(ctx)
 	}
-	if run.bar != nil {
-		if err == nil {
-			_ = run.bar.Finish()
-		} else {
-			_ = run.bar.Exit()
-		}
-	}
 	if err != nil {
-		return run.finishReport(), err
+		return run.finishReport(), fmt.Errorf("replay: document %s: %w", opts.Doc, err)
 	}
 
 	run.closeDocs()
@@ -248,6 +309,18 @@ func Text(
 	report.MinIndex = run.minIndex
 	report.Checks = append(nodes, report.Checks...)
 	return report, err
+}
+
+// finishTextBar completes the bar, or leaves it where it stopped on an error.
+func finishTextBar(bar *progressbar.ProgressBar, err error) {
+	if bar == nil {
+		return
+	}
+	if err == nil {
+		_ = bar.Finish()
+	} else {
+		_ = bar.Exit()
+	}
 }
 
 // textRun is the state of one call of Text.

@@ -105,14 +105,21 @@ func ReadTextTrace(r io.Reader) (*TextTrace, error) {
 		r = br
 	}
 
-	var trace TextTrace
-	if err := json.NewDecoder(r).Decode(&trace); err != nil {
+	data, err := io.ReadAll(r)
+	if err != nil {
 		return nil, fmt.Errorf("replay: read trace: %w", err)
+	}
+	trace, err := decodeTrace(data)
+	if err != nil {
+		return nil, err
+	}
+	if !validUTF8(trace) {
+		return nil, errors.New("replay: trace text is not valid UTF-8")
 	}
 	if err := trace.validate(); err != nil {
 		return nil, err
 	}
-	return &trace, nil
+	return trace, nil
 }
 
 // validate checks what ReadTextTrace promises.
