@@ -42,7 +42,7 @@ bench: build ## Go benchmarks of the storage, OT and comment indexes
 # their seed corpora (testdata/fuzz) as plain tests already.
 fuzz-short: ## run every fuzz target for $(FUZZTIME)
 	@set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
-	  pkg=./$$(dirname $$file); \
+	  pkg=$$(dirname $$file); \
 	  for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
 	    echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
 	    $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \

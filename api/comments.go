@@ -31,12 +31,20 @@ package api
 //     the same index, which is the reply's "index" and X-Shoal-Index.
 //   - Query parameters are checked strictly: an unknown or repeated one,
 //     limit=0, an empty sort and a depth without replies are 400s.
+//   - Statuses: 201 for a create, 200 for every other success (a repeated
+//     vote, like or delete included); 400 for bad input and a parent in
+//     another thread; 403 when the named author or user is not the
+//     comment's author or not the caller; 404 for an unknown comment,
+//     parent or thread (a thread exists from its first comment on); 409
+//     for a write to a deleted comment or a reply to one; 413 for a body
+//     over the server's limit; 503 while there is no leader.
 
 import (
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/shoal-db/shoal/fsm"
@@ -292,6 +300,9 @@ func (s *Server) precheck(r *http.Request, cmd comments.Command) error {
 			return fsm.Errorf(fsm.CodeConflict, "parent comment %s is deleted", id)
 		}
 	case comments.EditCommand:
+		// TODO(comments): a deleted comment shows no author, so an edit or
+		// delete of one is rejected only when applied, taking a log index;
+		// fsm/comments could export an author check for it.
 		if !existing.Deleted && existing.Author != c.Author {
 			return fsm.Errorf(fsm.CodeForbidden, "only the author may edit comment %s", id)
 		}
@@ -412,8 +423,12 @@ func listQuery(r *http.Request) (comments.Query, error) {
 	}
 	q := comments.Query{Cursor: params.Get("cursor")}
 	if params.Has("sort") {
-		if q.Sort = params.Get("sort"); q.Sort == "" {
-			return q, badRequest("sort is empty; want one of %v", comments.Sorts())
+		// Checked here as well as by List, so that a bad sort never
+		// becomes a hot-tier key.
+		q.Sort = params.Get("sort")
+		if !slices.Contains(comments.Sorts(), q.Sort) {
+			return q, badRequest("sort %q: want one of %v", truncate(q.Sort, 32),
+				comments.Sorts())
 		}
 	}
 	if q.Limit, err = intParam(params, "limit", 1, comments.MaxLimit); err != nil {
@@ -491,6 +506,10 @@ func truncate(s string, n int) string {
 // into one change per order, and CommentPageChange maps those to keys.
 
 // hotPage reports whether q asks for a page the hot tier holds.
+//
+// TODO(comments): only top-level first pages at the default limit go
+// through the tier; the first page of a busy comment's replies and pages
+// with nested replies are read from the state every time.
 func hotPage(q comments.Query) bool {
 	return q.Parent == "" && q.Cursor == "" && q.Replies == 0 &&
 		(q.Limit == 0 || q.Limit == comments.DefaultLimit)

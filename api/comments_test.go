@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,54 +17,17 @@ import (
 	"github.com/shoal-db/shoal/api"
 	"github.com/shoal-db/shoal/client"
 	"github.com/shoal-db/shoal/cluster"
-	"github.com/shoal-db/shoal/fsm"
 	"github.com/shoal-db/shoal/fsm/comments"
 	"github.com/shoal-db/shoal/hottier"
-	"github.com/shoal-db/shoal/node"
+	"github.com/shoal-db/shoal/internal/nodetest"
 )
 
-// startCommentsNode is startInputNode with the comments domain, and with
-// hot, if not nil, as the hot tier of the node and of its API.
+// startCommentsNode runs a one-node cluster with the comments domain and,
+// if hot is not nil, a hot tier; its handler is called directly.
 func startCommentsNode(t testing.TB, hot *hottier.Config) *inputNode {
 	t.Helper()
-	freeAddr := func() string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		defer l.Close()
-		return l.Addr().String()
-	}
-	cfg := node.DefaultConfig()
-	cfg.ID, cfg.HTTPAddr, cfg.RaftAddr = "n1", freeAddr(), freeAddr()
-	cfg.DataDir, cfg.Bootstrap, cfg.Logger = t.TempDir(), true, quietLogger
-	cfg.Domains = map[fsm.DomainID]fsm.Domain{fsm.DomainComments: comments.New()}
-	n, err := node.Open(cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = n.Close() })
-
-	apiCfg := api.DefaultConfig()
-	apiCfg.Logger = quietLogger
-	if hot != nil {
-		hot.Logger = quietLogger
-		tier, err := hottier.New(*hot, n)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = tier.Close() })
-		tier.Register(fsm.DomainComments, api.CommentPageChange)
-		n.SetApplyObserver(api.CommentPagesObserver(tier))
-		apiCfg.HotTier = tier
-	}
-	in := &inputNode{node: n, handler: api.New(n, apiCfg).Handler()}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		_, err := fsm.LookupMember(n.State(), "n1")
-		if n.IsLeader() && err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the one-node cluster did not elect itself")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return in
+	server := nodetest.Start(t, nodetest.Config{HotTier: hot})
+	return &inputNode{node: server.Node, handler: server.Handler}
 }
 
 // mustJSON sends a request and decodes its 2xx reply into out.

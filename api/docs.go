@@ -1,5 +1,27 @@
 package api
 
+// The document endpoints (the rules are package text's):
+//
+//	POST /v1/docs/{id}/ops    {"rev", "client", "seq", "op"} → 200
+//	                          {"rev", "op" as applied, "index"}; 400 for a
+//	                          bad body, id or op (an op that does not fit
+//	                          the document at rev says the length it
+//	                          expected), 409 for a rev ahead of the
+//	                          document or more than text.MaxBehind behind
+//	                          it, 413 for an op over text.MaxEditBytes
+//	GET  /v1/docs/{id}        {"id", "text", "rev", "index"}; 404 without
+//	                          ops; consistency and min_index apply
+//	GET  /v1/docs/{id}/ops    ?from=REV (default 0) &limit=N (default 1000,
+//	                          at most 10000; larger is cut to 10000) →
+//	                          {"ops": [{"rev", "op", "client", "seq",
+//	                          "time"}...], "rev": current}, the ops after
+//	                          REV in order; none if REV is at or past the
+//	                          current revision; 404 without ops
+//	GET  /v1/docs/{id}/events server-sent events, see docEvents
+//
+// A document id is 1 to 256 bytes of UTF-8 without '/' or control
+// characters; in a URL it is one path segment, escaped as usual.
+
 import (
 	"encoding/json"
 	"errors"
@@ -34,7 +56,7 @@ var (
 
 	// sseBuffer is the events a stream's subscription holds before the
 	// node drops it; the stream then catches up from the op log.
-	sseBuffer = 4096
+	sseBuffer = 512
 
 	// ssePage is the most ops read from the log under one storage
 	// snapshot while a stream catches up.

@@ -191,7 +191,7 @@ func (c *Client) OpenDoc(ctx context.Context, id string, cfg DocConfig) (*Doc, e
 		id:         id,
 		api:        c.preferring(preferred),
 		cfg:        cfg,
-		logger:     logger.With("component", "doc", "doc", id, "client", cfg.ClientID),
+		logger:     logger.With("doc", id, "doc_client", cfg.ClientID),
 		sendKick:   make(chan struct{}, 1),
 		gapKick:    make(chan struct{}, 1),
 		changed:    make(chan struct{}),

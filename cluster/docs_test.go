@@ -339,6 +339,13 @@ func TestDocsEventsResumeOnAnotherNode(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint64(total), doc.Rev)
 	require.Equal(t, doc.Text, rebuilt)
+
+	// A node that shuts down ends its streams cleanly: the client sees
+	// the end of the response, not a connection cut mid-stream.
+	require.NoError(t, c.Stop(members[2].ID))
+	_, err = second.next()
+	require.ErrorIs(t, err, io.EOF)
+	require.NotErrorIs(t, err, io.ErrUnexpectedEOF)
 }
 
 // TestDocsNodeKilledDuringEditsRejoins kills the leader with kill -9 while

@@ -327,6 +327,9 @@ func (p *Publisher) publishLoop() {
 			continue
 		}
 
+		if p.ctx.Err() != nil {
+			return // closing
+		}
 		p.metrics.errors.Inc()
 		if up {
 			p.logger.Warn("cannot publish document ops to redis; retrying in the background",

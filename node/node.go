@@ -506,7 +506,26 @@ func (n *Node) ReadIndexAsLeader(ctx context.Context) (uint64, error) {
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return 0, ErrNotLeader
 	}
-	return index, nil
+	return n.lastStateIndex(index), nil
+}
+
+// lastStateIndex returns the highest index at or below upTo whose entry
+// reaches the state machine. Raft keeps no-op and barrier entries (a new
+// leader writes one of each) from the FSM, so its applied index never
+// reaches a commit index that ends in them; the state at the entry found
+// here is the state at upTo. When the log cannot tell, upTo is returned.
+func (n *Node) lastStateIndex(upTo uint64) uint64 {
+	applied := n.fsm.AppliedIndex()
+	for index := upTo; index > applied; index-- {
+		var entry raft.Log
+		if err := n.logs.GetLog(index, &entry); err != nil {
+			return upTo
+		}
+		if entry.Type == raft.LogCommand || entry.Type == raft.LogConfiguration {
+			return index
+		}
+	}
+	return min(applied, upTo)
 }
 
 // leaderHTTP returns the leader's HTTP address.

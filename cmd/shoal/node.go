@@ -139,7 +139,7 @@ func runNode(cfg node.Config, hot hottier.Config) error {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	if hot.RedisAddr == "" {
-		logger.Info("no --redis given: the hot tier is off")
+		logger.Info("no --redis given: the hot tier and Redis fan-out are off")
 	}
 
 	n, err := node.Open(cfg)

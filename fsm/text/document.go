@@ -87,8 +87,11 @@ const (
 	MaxDocLen = 8 << 20
 
 	// MaxBehind is how many revisions an edit's base revision may lag the
-	// document's; an older edit must be rebased by its client.
-	MaxBehind = 100_000
+	// document's; an older edit must be rebased by its client. Transforming
+	// over the ops in between holds up the apply goroutine, every domain's
+	// writes with it: measured on a loaded 2-core machine, 3 ms for 1,000
+	// ops, 38 ms for 10,000 and 670 ms for 100,000.
+	MaxBehind = 10_000
 )
 
 // SubmitCommand is the payload of OpSubmit.

@@ -20,6 +20,12 @@ import (
 //	                               then the whole text at that revision
 //	text/c/{id}/{client}/{seq}     revision (8 bytes) of the op a client
 //	                               submitted with seq (8 bytes)
+//
+// TODO(text): the op log and the (client, seq) records are kept forever,
+// about 40 and 30 bytes per keystroke; drop the entries below the latest
+// snapshot that are more than MaxBehind revisions old (and the records
+// that point at them), keeping what GET .../ops and event streams resume
+// from, once a retention rule for clients that come back later is chosen.
 var (
 	prefixMeta = []byte("text/m/")
 	prefixLog  = []byte("text/o/")
@@ -299,8 +305,8 @@ func Head(r storage.Reader, id string) (uint64, error) {
 
 // Ops returns up to limit log entries after revision from, in order, and
 // the document's current revision; storage.ErrNotFound if it has no ops.
-// Fewer than limit entries with the last below the current revision never
-// happens with a consistent view.
+// With a consistent view, fewer than limit entries means the last one is
+// at the current revision.
 func Ops(r storage.Reader, id string, from uint64, limit int) ([]LogEntry, uint64, error) {
 	rev, err := Head(r, id)
 	if err != nil {

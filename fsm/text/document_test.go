@@ -350,7 +350,7 @@ func TestSubmitTooFarBehind(t *testing.T) {
 	rev := uint64(1)
 	for rev < MaxBehind+1 {
 		b := dt.db.NewBatch()
-		for i := 0; i < 5000 && rev < MaxBehind+1; i++ {
+		for i := 0; i < 1000 && rev < MaxBehind+1; i++ {
 			_, err := dt.apply(b, SubmitCommand{Doc: "d", Rev: rev, Client: "c",
 				Seq: rev + 1, Edit: json.RawMessage(`{"splice": [0, 1, "x"]}`)})
 			require.NoError(t, err)
@@ -598,8 +598,8 @@ func loadTrace(t testing.TB, name string) trace {
 // submitted at the current revision, and checks the text rebuilt from
 // storage against the trace's end.
 func TestRealTraceThroughApply(t *testing.T) {
-	if testing.Short() {
-		t.Skip("replays a real trace")
+	if testing.Short() || raceEnabled {
+		t.Skip("replays a real trace, single-threaded: skipped with -short and -race")
 	}
 	tr := loadTrace(t, "seph-blog1.json.gz")
 	dt := newDocTester(t, Config{})

@@ -35,6 +35,7 @@ var registry = map[string]func(Options) workload{
 
 	WorkloadVotes:   newCommentVotes, // comments.go
 	WorkloadListing: newCommentListing,
+	WorkloadText:    newTextEdits, // text.go
 }
 
 // stockWrites writes random prices to random symbols through any node

@@ -539,22 +539,25 @@ func (r *textRun) finishReport() TextReport {
 }
 
 // VerifyText reads document id from every node in addrs, each read pinned
-// to its node and waiting until it has applied minIndex (found with a
-// linearizable read when zero), and compares the text with want. Failed
-// reads and wrong texts are checks that are not OK; the error is non-nil
-// only when no index to read at could be found.
+// to its node and waiting until it has applied minIndex or the index a
+// linearizable read returns, whichever is higher, and compares the text
+// with want. Failed reads and wrong texts are checks that are not OK; the
+// error is non-nil only when no index to read at could be found.
 func VerifyText(
 	ctx context.Context, c *client.Client, id, want string, minIndex uint64, addrs []string,
 ) ([]TextCheck, error) {
 	if len(addrs) == 0 {
 		addrs = c.Addrs()
 	}
-	if minIndex == 0 {
-		doc, err := c.GetDoc(ctx, id, client.ReadOptions{Consistency: client.ConsistencyStrong})
-		if err != nil {
-			return nil, fmt.Errorf("replay: find index to verify at: %w", err)
-		}
-		minIndex = doc.Index
+	// A linearizable read covers every write acknowledged before it, also
+	// those a client learned of from its event stream before the submit
+	// reply with their index arrived.
+	doc, err := c.GetDoc(ctx, id, client.ReadOptions{Consistency: client.ConsistencyStrong})
+	switch {
+	case err == nil:
+		minIndex = max(minIndex, doc.Index)
+	case minIndex == 0:
+		return nil, fmt.Errorf("replay: find index to verify at: %w", err)
 	}
 
 	checks := make([]TextCheck, len(addrs))

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,13 +28,21 @@ const (
 	automergePaperFile = "../../../shared/data/automerge-paper.json.gz"
 )
 
+// loadedTraces caches the real traces: decoding one takes seconds under
+// the race detector, and two tests read them.
+var loadedTraces sync.Map // path -> *TextTrace
+
 func loadTrace(t *testing.T, path string) *TextTrace {
 	t.Helper()
 	if _, err := os.Stat(path); err != nil {
 		t.Skipf("trace not available: %v", err)
 	}
+	if trace, ok := loadedTraces.Load(path); ok {
+		return trace.(*TextTrace)
+	}
 	trace, err := LoadTextTrace(path)
 	require.NoError(t, err)
+	loadedTraces.Store(path, trace)
 	return trace
 }
 
@@ -347,8 +356,8 @@ func ownTxns(trace *TextTrace, t int) []int {
 }
 
 func TestTextReplaysRandomConcurrentTraces(t *testing.T) {
-	for seed := range uint64(6) {
-		trace := randomConcurrentTrace(seed, 2+int(seed%3), 250)
+	for seed := range uint64(4) {
+		trace := randomConcurrentTrace(seed, 2+int(seed%3), 200)
 		_, err := newTraceCausality(trace)
 		require.NoError(t, err)
 
@@ -405,4 +414,50 @@ func TestTextPatchJSONRoundTrip(t *testing.T) {
 	var back TextPatch
 	require.NoError(t, json.Unmarshal(raw, &back))
 	assert.Equal(t, p, back)
+}
+
+func TestTraceScannerDecodesJSON(t *testing.T) {
+	raw := `{"numChildren": [1, {"a": [true, null, -1.5e3]}], "kind": "concurrent",` +
+		` "numAgents": 2, "endContent": "a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude42",` +
+		` "txns": [{"agent": 1, "parents": [], "time": "x", "patches": [[0, 0, "\u65e5"]]},` +
+		` {"agent": 0, "parents": [0], "patches": []}]}`
+	trace, err := decodeTrace([]byte(raw))
+	require.NoError(t, err)
+	assert.Equal(t, "a\"\\/\b\f\n\r\té🙂", trace.EndContent)
+	assert.Equal(t, 2, trace.NumAgents)
+	require.Len(t, trace.Txns, 2)
+	assert.Equal(t, []int{}, trace.Txns[0].Parents)
+	assert.Equal(t, 1, trace.Txns[0].Agent)
+	assert.Equal(t, "日", trace.Txns[0].Patches[0].Inserted)
+	assert.Equal(t, []int{0}, trace.Txns[1].Parents)
+
+	// It agrees with encoding/json on a trace encoding/json writes.
+	want := randomTrace(t, 9, 50)
+	encoded, err := json.Marshal(want)
+	require.NoError(t, err)
+	got, err := decodeTrace(encoded)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+
+	for _, bad := range []string{`{"txns": [{"patches": [[1.5, 0, ""]]}]}`,
+		`{"endContent": "abc`, `{"txns": [}`, `{} x`, `{"a": tru}`,
+		`{"txns": [{"patches": [[-1, 0, ""]]}]}`, "{\"endContent\": \"a\nb\"}"} {
+		_, err := decodeTrace([]byte(bad))
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestLoadTextEndReadsOnlyTheEndContent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trace.json")
+	require.NoError(t, os.WriteFile(path,
+		[]byte(`{"startContent": "", "endContent": "the end", "txns": [[[`), 0o644))
+	end, err := LoadTextEnd(path)
+	require.NoError(t, err)
+	assert.Equal(t, "the end", end, "the broken transactions are never read")
+
+	if _, err := os.Stat(sephBlogFile); err == nil {
+		end, err := LoadTextEnd(sephBlogFile)
+		require.NoError(t, err)
+		assert.Equal(t, 56769, len([]rune(end)))
+	}
 }

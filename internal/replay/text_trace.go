@@ -162,6 +162,52 @@ func LoadTextTrace(path string) (*TextTrace, error) {
 	return ReadTextTrace(f)
 }
 
+// LoadTextEnd returns the end content of the trace file at path without
+// decoding its transactions, as long as endContent comes before them (as
+// in the files of the editing-traces collection); it is cheap where
+// LoadTextTrace takes seconds.
+func LoadTextEnd(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("replay: %w", err)
+	}
+	defer f.Close()
+
+	var r io.Reader = bufio.NewReader(f)
+	if magic, _ := r.(*bufio.Reader).Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
+		gz, err := gzip.NewReader(r)
+		if err != nil {
+			return "", fmt.Errorf("replay: read trace: %w", err)
+		}
+		defer gz.Close()
+		r = gz
+	}
+
+	// Walk the top-level object's keys until endContent.
+	dec := json.NewDecoder(r)
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return "", fmt.Errorf("replay: read trace %s: not a JSON object", path)
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return "", fmt.Errorf("replay: read trace %s: %w", path, err)
+		}
+		if key == "endContent" {
+			var end string
+			if err := dec.Decode(&end); err != nil {
+				return "", fmt.Errorf("replay: read trace %s: %w", path, err)
+			}
+			return end, nil
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", fmt.Errorf("replay: read trace %s: %w", path, err)
+		}
+	}
+	return "", fmt.Errorf("replay: trace %s has no endContent", path)
+}
+
 // TxnOp returns the op of a transaction's patches on a document of docLen
 // code points: the patches composed in order.
 func TxnOp(patches []TextPatch, docLen int) (text.Op, error) {
