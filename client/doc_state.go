@@ -120,6 +120,10 @@ func (c *docCore) local(op text.Op, at time.Time) (send bool, err error) {
 	case c.buffer == nil:
 		c.buffer = &outgoing{op: op, edits: []time.Time{at}}
 	default:
+		// TODO(client): the buffer grows without bound while an op is in
+		// flight; one composed of megabytes of typing would exceed the
+		// server's 1 MiB body limit and stop the Doc. Start a second buffer
+		// past a size instead.
 		composed, err := text.Compose(c.buffer.op, op)
 		if err != nil {
 			return false, fmt.Errorf("%w: compose buffer: %v", ErrDiverged, err)

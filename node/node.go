@@ -77,6 +77,11 @@ type Node struct {
 	// everything committed by earlier leaders; reads at Strong wait for it.
 	readyTerm atomic.Uint64
 
+	// leaderChange is closed and replaced whenever the known leader
+	// changes, so a forwarded write can give up on a leader that died.
+	leaderMu     sync.Mutex
+	leaderChange chan struct{}
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -93,6 +98,8 @@ func Open(cfg Config) (*Node, error) {
 		peers:  transport.NewClient(cfg.ID),
 		events: newBroker(),
 		stop:   make(chan struct{}),
+
+		leaderChange: make(chan struct{}),
 	}
 	if err := n.open(); err != nil {
 		n.closeStores()
@@ -100,8 +107,9 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.registerMetrics(cfg.Registerer)
 
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.watchLeadership()
+	go n.watchLeaderChanges()
 	if cfg.Join != "" {
 		n.wg.Add(1)
 		go n.joinLoop(cfg.Join)
@@ -272,6 +280,40 @@ func (n *Node) Subscribe(domain fsm.DomainID, buffer int) (<-chan fsm.Event, fun
 	return n.events.subscribe(domain, buffer)
 }
 
+// watchLeaderChanges signals leaderChange each time Raft reports a new
+// leader (or none).
+func (n *Node) watchLeaderChanges() {
+	defer n.wg.Done()
+	observations := make(chan raft.Observation, 16)
+	observer := raft.NewObserver(observations, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(observer)
+	defer n.raft.DeregisterObserver(observer)
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-observations:
+			n.leaderMu.Lock()
+			close(n.leaderChange)
+			n.leaderChange = make(chan struct{})
+			n.leaderMu.Unlock()
+		}
+	}
+}
+
+// leaderChanged returns a channel closed at the next change of leader.
+func (n *Node) leaderChanged() <-chan struct{} {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	return n.leaderChange
+}
+
+// errLeaderChanged ends a forwarded write whose leader was replaced.
+var errLeaderChanged = errors.New("node: leader changed while forwarding")
+
 // watchLeadership reacts to this node winning or losing leadership.
 func (n *Node) watchLeadership() {
 	defer n.wg.Done()
@@ -375,15 +417,31 @@ var errRetrySafe = errors.New("node: safe to retry")
 // forward sends an encoded command to the leader and waits until this node
 // has applied it too, so the writer can read it back here at once.
 func (n *Node) forward(ctx context.Context, encoded []byte, idempotent bool) (*fsm.Result, error) {
+	changed := n.leaderChanged()
 	leader, err := n.leaderHTTP()
 	if err != nil {
 		return nil, err
 	}
-	result, err := n.peers.Propose(ctx, leader, encoded)
+
+	// A leader that was paused or cut off never answers; once another
+	// leader is elected, stop waiting for it.
+	attempt, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-changed:
+			cancel(errLeaderChanged)
+		case <-attempt.Done():
+		}
+	}()
+
+	result, err := n.peers.Propose(attempt, leader, encoded)
 	switch {
 	case err == nil:
 	case retryable(err), errors.Is(err, transport.ErrRefused):
 		return nil, err
+	case errors.Is(context.Cause(attempt), errLeaderChanged) && idempotent:
+		return nil, fmt.Errorf("%w: %v", errRetrySafe, errLeaderChanged)
 	case idempotent && ctx.Err() == nil:
 		// A network error after sending may hide a commit; with an
 		// idempotency key the retry is harmless.
@@ -393,8 +451,8 @@ func (n *Node) forward(ctx context.Context, encoded []byte, idempotent bool) (*f
 		return nil, fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
 	}
 
-	wait, cancel := context.WithTimeout(ctx, n.cfg.ReadWaitTimeout)
-	defer cancel()
+	wait, cancelWait := context.WithTimeout(ctx, n.cfg.ReadWaitTimeout)
+	defer cancelWait()
 	_ = n.fsm.WaitApplied(wait, result.Index)
 	return result, nil
 }
