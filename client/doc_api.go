@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
@@ -98,8 +100,7 @@ func (c *Client) SubmitDocOp(
 		return DocSubmitResult{}, errors.New("client: empty document id")
 	}
 	if opts.IdempotencyKey == "" {
-		opts.IdempotencyKey = "doc:" + id + ":" + s.Client + ":" +
-			strconv.FormatUint(s.Seq, 10)
+		opts.IdempotencyKey = docIdempotencyKey(id, s.Client, s.Seq)
 	}
 
 	var res DocSubmitResult
@@ -154,4 +155,19 @@ func (c *Client) DocOps(
 	}
 	list.Node = info.Node
 	return list, nil
+}
+
+// maxIdempotencyKey is the longest key the server accepts.
+const maxIdempotencyKey = 128
+
+// docIdempotencyKey names one submit of one client to one document. Long
+// document or client ids are hashed so the key stays within the server's
+// limit.
+func docIdempotencyKey(id, clientID string, seq uint64) string {
+	key := "doc:" + id + ":" + clientID + ":" + strconv.FormatUint(seq, 10)
+	if len(key) <= maxIdempotencyKey {
+		return key
+	}
+	sum := sha256.Sum256([]byte(id + "\x00" + clientID))
+	return "doc:" + hex.EncodeToString(sum[:]) + ":" + strconv.FormatUint(seq, 10)
 }

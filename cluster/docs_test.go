@@ -91,6 +91,10 @@ type docWriter struct {
 	client string
 	seq    uint64
 	at     int // index in addrs of the node in use
+
+	// rebased counts the ops the server transformed over ops the writer
+	// had not seen.
+	rebased atomic.Int64
 }
 
 func (w *docWriter) addr() string { return w.addrs[w.at%len(w.addrs)] }
@@ -148,6 +152,9 @@ func (w *docWriter) typeRandomly(ctx context.Context, rng *rand.Rand, n int) (ui
 			fmt.Sprintf(`{"splice": [%d, %d, %s]}`, pos, del, word))
 		if err != nil {
 			return 0, err
+		}
+		if reply.Rev > doc.Rev+1 {
+			w.rebased.Add(1)
 		}
 		maxIndex = max(maxIndex, reply.Index)
 	}
@@ -213,8 +220,10 @@ func TestDocsConcurrentEditsConverge(t *testing.T) {
 	const each = 60
 	var wg sync.WaitGroup
 	var maxIndex atomic.Uint64
+	var writers []*docWriter
 	for i, m := range c.Members() {
 		w := &docWriter{addrs: []string{m.HTTP}, doc: "shared", client: "w" + m.ID}
+		writers = append(writers, w)
 		wg.Go(func() {
 			index, err := w.typeRandomly(ctx, rand.New(rand.NewPCG(uint64(i), 9)), each)
 			if err != nil {
@@ -229,6 +238,14 @@ func TestDocsConcurrentEditsConverge(t *testing.T) {
 	}
 	wg.Wait()
 	require.False(t, t.Failed())
+
+	rebased := int64(0)
+	for _, w := range writers {
+		rebased += w.rebased.Load()
+	}
+	t.Logf("%d of %d edits were transformed over edits their writer had not seen",
+		rebased, 3*each)
+	require.Positive(t, rebased, "the writers never edited concurrently")
 
 	doc := requireSameText(t, ctx, c, "shared", maxIndex.Load())
 	require.Equal(t, uint64(3*each), doc.Rev, "every edit is one revision")

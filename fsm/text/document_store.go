@@ -405,10 +405,10 @@ const (
 // snapshot costs about 2.5 ns per byte of text, replaying the log about
 // 43 ns per byte of log (1.7 µs per 40-byte keystroke entry), and writing
 // a snapshot about 5 ns per byte. With the log at a quarter of the text, a
-// read rebuilds in at most about 13 ns per byte of text (13 ms for 1 MB,
-// five times a bare load), and the snapshots cost each keystroke about
-// 0.8 µs amortized, 4 % of the 20 µs an edit takes, whatever the size of
-// the document. A snapshot per 256 ops would cost a 1 MB document 4 KB of
+// read rebuilds in at most about 13 ns per byte of text (BenchmarkGet: 10
+// ms for 1 MB, four to five times a bare load), and the snapshots cost
+// each keystroke about 0.8 µs amortized, 4 % of the 19 µs an edit takes
+// (BenchmarkEditCost), whatever the size of the document. A snapshot per 256 ops would cost a 1 MB document 4 KB of
 // writes per keystroke; one per text length of log would make reads 45 ns
 // per byte.
 func snapshotDue(m meta) bool {
