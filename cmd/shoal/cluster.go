@@ -133,7 +133,13 @@ func clusterUp(out io.Writer, cfg cluster.Config) error {
 		cluster.StopStrays(cfg.Dir, skip)
 	}()
 
+	// Joins are recorded a moment after the nodes are ready; wait briefly
+	// so the first table shows every node.
 	status, _ := anyStatus(ctx, c.HTTPAddrs())
+	for wait := 0; wait < 40 && !allReachable(status); wait++ {
+		time.Sleep(50 * time.Millisecond)
+		status, _ = anyStatus(ctx, c.HTTPAddrs())
+	}
 	printTable(out, cfg.Dir, status, c.Members())
 	first := c.Members()[0].HTTP
 	fmt.Fprintf(out, "\nready. Try:\n"+
@@ -282,4 +288,14 @@ func printTable(out io.Writer, dir string, status cluster.Status, members []clus
 	}
 	_ = tw.Flush()
 	_ = dir
+}
+
+// allReachable reports whether status lists nodes and none is unreachable.
+func allReachable(status cluster.Status) bool {
+	for _, n := range status.Nodes {
+		if n.State == "unreachable" || n.HTTP == "" {
+			return false
+		}
+	}
+	return len(status.Nodes) > 0
 }
