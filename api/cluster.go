@@ -106,23 +106,13 @@ func isEmptyBody(err error) bool {
 // digest answers with a SHA-256 of the whole state and the applied index
 // it reflects, so nodes can be compared byte for byte.
 func (s *Server) digest(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.readBarrier(r); err != nil {
-		writeError(w, err)
-		return
-	}
-	snap, index, err := s.node.Snapshot()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	defer snap.Close()
-	sum, err := storage.Digest(snap)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	setIndex(w, index)
-	writeJSON(w, http.StatusOK, map[string]any{"index": index, "digest": hex.EncodeToString(sum[:])})
+	s.withSnapshot(w, r, func(snap *snapshotView) (any, error) {
+		sum, err := storage.Digest(snap.reader)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"index": snap.index, "digest": hex.EncodeToString(sum[:])}, nil
+	})
 }
 
 // notFound turns storage.ErrNotFound into a 404 with a helpful message.

@@ -171,3 +171,34 @@ func (s *Server) propose(r *http.Request, cmd fsm.Command) (*fsm.Result, error) 
 	}
 	return result, nil
 }
+
+// snapshotView is a consistent view of the state for one read and the
+// applied index it reflects.
+type snapshotView struct {
+	reader storage.Reader
+	index  uint64
+}
+
+// withSnapshot applies the request's read barrier, takes a snapshot at or
+// after it, and answers with what read returns from it, setting
+// X-Shoal-Index to the snapshot's index.
+func (s *Server) withSnapshot(w http.ResponseWriter, r *http.Request,
+	read func(*snapshotView) (any, error)) {
+	if _, err := s.readBarrier(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	snap, index, err := s.node.Snapshot()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer snap.Close()
+	reply, err := read(&snapshotView{reader: snap, index: index})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	setIndex(w, index)
+	writeJSON(w, http.StatusOK, reply)
+}

@@ -224,9 +224,12 @@ func TestNewNodeJoinsFromSnapshot(t *testing.T) {
 	require.Contains(t, string(logText), "restored state from snapshot",
 		"the new node should have been sent a snapshot, not the whole log")
 
-	status, err := cluster.QueryStatus(ctx, m.HTTP)
-	require.NoError(t, err)
-	require.Len(t, status.Nodes, 4)
+	// The new node learns the configuration from the snapshot and the log
+	// after it; give it a moment to report all four members.
+	require.Eventually(t, func() bool {
+		status, err := cluster.QueryStatus(ctx, m.HTTP)
+		return err == nil && len(status.Nodes) == 4
+	}, 20*time.Second, 50*time.Millisecond, "the new node should list 4 members")
 	requireConverged(t, ctx, c, last.Index)
 }
 

@@ -272,6 +272,11 @@ func (n *Node) Ready() (bool, string) {
 	if _, leader := n.raft.LeaderWithID(); leader == "" {
 		return false, "no leader"
 	}
+	if !n.IsMember(n.cfg.ID) {
+		// A joining node hears from the leader before it has received
+		// the log or snapshot that makes it a member.
+		return false, "not yet a member"
+	}
 	applied, commit := n.fsm.AppliedIndex(), n.raft.CommitIndex()
 	if applied+64 < commit {
 		return false, fmt.Sprintf("catching up: applied %d of %d", applied, commit)
