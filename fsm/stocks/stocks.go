@@ -68,7 +68,7 @@ func ValidSymbol(s string) bool {
 // exponents, NaN, infinities and more than MaxDecimals decimals are
 // rejected with a *fsm.Error.
 func ParsePrice(raw json.RawMessage) (string, error) {
-	raw = bytes.TrimSpace(raw)
+	raw = bytes.Trim(raw, " \t\r\n") // JSON's whitespace, nothing more
 	text := string(raw)
 	if len(raw) > 0 && raw[0] == '"' {
 		if err := json.Unmarshal(raw, &text); err != nil {
