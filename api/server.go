@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -189,6 +190,12 @@ func (s *Server) withMiddleware(h http.Handler) http.Handler {
 
 		rec.Header().Set(HeaderNode, s.node.ID())
 		rec.Header().Set(HeaderIndex, strconv.FormatUint(s.node.AppliedIndex(), 10))
+		if escaped := r.URL.EscapedPath(); !cleanPath(escaped) {
+			// The router would answer with a redirect; say what is wrong.
+			writeError(rec, badRequest("path %q has empty, '.' or '..' segments; "+
+				"escape such names (%%2E for '.')", escaped))
+			return
+		}
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(rec, r.Body, s.cfg.MaxBodyBytes)
 		}
@@ -279,4 +286,15 @@ func withIdentity(ctx context.Context, id Identity) context.Context {
 func IdentityFrom(ctx context.Context) Identity {
 	id, _ := ctx.Value(identityKey{}).(Identity)
 	return id
+}
+
+// cleanPath reports whether p, an escaped URL path, is already in the form
+// the router wants: no empty, "." or ".." segments (a trailing slash is
+// allowed).
+func cleanPath(p string) bool {
+	cleaned := path.Clean(p)
+	if strings.HasSuffix(p, "/") && cleaned != "/" {
+		cleaned += "/"
+	}
+	return cleaned == p
 }

@@ -45,6 +45,15 @@ func (s *Server) putStock(w http.ResponseWriter, r *http.Request) {
 				*body.Time))
 			return
 		}
+		if t.Year() < 1900 {
+			writeError(w, badRequest("time %q is out of range (1900 to 9999)", *body.Time))
+			return
+		}
+		if t.After(time.Now().Add(stocks.MaxFutureSkew)) {
+			writeError(w, badRequest("time %q is more than %v in the future", *body.Time,
+				stocks.MaxFutureSkew))
+			return
+		}
 		cmd.Time = t.UTC()
 	}
 	if err := cmd.Validate(); err != nil {

@@ -104,6 +104,14 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	c := &Cluster{cfg: cfg, running: map[string]*exec.Cmd{}, exited: map[string]chan struct{}{}}
 
 	existing, err := Load(cfg.Dir)
+	if err == nil {
+		for _, m := range existing.Members {
+			if Alive(*m) {
+				return nil, fmt.Errorf("cluster: %s in %s is already running (pid %d); "+
+					"stop that cluster first, or use `shoal cluster status`", m.ID, cfg.Dir, m.Pid)
+			}
+		}
+	}
 	switch {
 	case err == nil:
 		c.state = existing

@@ -3,11 +3,13 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // The functions in this file act on a cluster directory from another
@@ -105,10 +107,33 @@ func StartDetached(dir, id string) (Member, error) {
 		return *m, fmt.Errorf("cluster: start %s: %w", id, err)
 	}
 	m.Pid = cmd.Process.Pid
-	_ = cmd.Process.Release()
+	go func() { _ = cmd.Wait() }() // reap it if it dies while we watch
 
 	c := &Cluster{cfg: Config{Dir: dir}, state: state}
-	return *m, c.save()
+	if err := c.save(); err != nil {
+		return *m, err
+	}
+	return *m, waitServing(*m, 10*time.Second)
+}
+
+// waitServing waits until m's process answers /healthz, and fails if it
+// exits first (a port in use, a bad flag).
+func waitServing(m Member, limit time.Duration) error {
+	client := &http.Client{Timeout: 500 * time.Millisecond}
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if !Alive(m) {
+			return fmt.Errorf("cluster: %s exited at start; see %s", m.ID, m.Log)
+		}
+		if resp, err := client.Get("http://" + m.HTTP + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("cluster: %s does not answer on %s yet; see %s", m.ID, m.HTTP, m.Log)
 }
 
 // StopStrays sends SIGTERM to every member of the cluster in dir whose

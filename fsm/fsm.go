@@ -10,7 +10,9 @@
 package fsm
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -210,7 +212,7 @@ func (f *FSM) applyCommand(batch *storage.Batch, entry *raft.Log) (*Result, []Ev
 	}
 
 	if cmd.IdempotencyKey != "" {
-		if first, ok := f.rememberedResult(batch, cmd.IdempotencyKey); ok {
+		if first, ok := f.rememberedResult(batch, &cmd); ok {
 			return first, nil
 		}
 	}
@@ -243,8 +245,10 @@ func (f *FSM) applyCommand(batch *storage.Batch, entry *raft.Log) (*Result, []Ev
 		events[i].Index = entry.Index
 	}
 
-	if cmd.IdempotencyKey != "" {
-		f.rememberResult(batch, cmd.IdempotencyKey, result)
+	// Only a command that was carried out is remembered: a rejected one
+	// changed nothing, and its writer may fix it and send it again.
+	if cmd.IdempotencyKey != "" && result.Err == nil {
+		f.rememberResult(batch, &cmd, result)
 	}
 	return result, events
 }
@@ -252,25 +256,49 @@ func (f *FSM) applyCommand(batch *storage.Batch, entry *raft.Log) (*Result, []Ev
 // TODO(fsm): idempotency keys are kept forever; expire them by leader time
 // (say after a day) with a time-ordered index so the table stays bounded.
 
-func (f *FSM) rememberedResult(r storage.Reader, key string) (*Result, bool) {
-	raw, err := r.Get(append(append([]byte(nil), prefixIdem...), key...))
+// remembered is what the state machine keeps under an idempotency key:
+// the first result, and a fingerprint of the command that produced it.
+type remembered struct {
+	Fingerprint []byte `json:"fingerprint"`
+	Result      Result `json:"result"`
+}
+
+// fingerprint identifies what a command asks for, whatever leader stamped
+// it, so a key reused for a different request can be told from a retry.
+func fingerprint(cmd *Command) []byte {
+	h := sha256.New()
+	h.Write([]byte{byte(cmd.Domain), cmd.Op})
+	h.Write(cmd.Payload)
+	return h.Sum(nil)[:16]
+}
+
+// rememberedResult returns the result to answer cmd with when its
+// idempotency key was used before: the first result for a retry, a
+// conflict for a different request under the same key.
+func (f *FSM) rememberedResult(r storage.Reader, cmd *Command) (*Result, bool) {
+	raw, err := r.Get(append(append([]byte(nil), prefixIdem...), cmd.IdempotencyKey...))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, false
 	}
 	if err != nil {
 		panic(fmt.Sprintf("fsm: read idempotency key: %v", err))
 	}
-	var result Result
-	if err := json.Unmarshal(raw, &result); err != nil {
+	var first remembered
+	if err := json.Unmarshal(raw, &first); err != nil {
 		panic(fmt.Sprintf("fsm: decode remembered result: %v", err))
 	}
-	return &result, true
+	if !bytes.Equal(first.Fingerprint, fingerprint(cmd)) {
+		return &Result{Err: Errorf(CodeConflict,
+			"Idempotency-Key %q was already used for a different request; "+
+				"use a new key for each distinct write", cmd.IdempotencyKey)}, true
+	}
+	return &first.Result, true
 }
 
-func (f *FSM) rememberResult(w storage.ReadWriter, key string, result *Result) {
-	raw, err := json.Marshal(result)
+func (f *FSM) rememberResult(w storage.ReadWriter, cmd *Command, result *Result) {
+	raw, err := json.Marshal(remembered{Fingerprint: fingerprint(cmd), Result: *result})
 	if err == nil {
-		err = w.Set(append(append([]byte(nil), prefixIdem...), key...), raw)
+		err = w.Set(append(append([]byte(nil), prefixIdem...), cmd.IdempotencyKey...), raw)
 	}
 	if err != nil {
 		panic(fmt.Sprintf("fsm: remember result: %v", err))

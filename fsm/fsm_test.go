@@ -179,3 +179,26 @@ type memorySink struct{ bytes.Buffer }
 func (s *memorySink) ID() string    { return "memory" }
 func (s *memorySink) Cancel() error { return nil }
 func (s *memorySink) Close() error  { return nil }
+
+func TestIdempotencyKeyReusedForAnotherRequestIsAConflict(t *testing.T) {
+	f, db := openFSM(t, t.TempDir())
+	defer db.Close()
+	at := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+
+	f.ApplyBatch([]*raft.Log{entry(t, 1, put("IDK", "1", at, "k1"))})
+	other := f.ApplyBatch([]*raft.Log{entry(t, 2, put("IDK2", "3", at, "k1"))})[0].(*fsm.Result)
+	require.NotNil(t, other.Err)
+	require.Equal(t, fsm.CodeConflict, other.Err.Code)
+	_, err := stocks.Get(db, "IDK2")
+	require.ErrorIs(t, err, storage.ErrNotFound, "the conflicting write applied nothing")
+
+	// A rejected command is not remembered: fixed and resent under the
+	// same key, it is carried out.
+	bad := f.ApplyBatch([]*raft.Log{entry(t, 3, put("FIX", "0", at, "k2"))})[0].(*fsm.Result)
+	require.NotNil(t, bad.Err)
+	good := f.ApplyBatch([]*raft.Log{entry(t, 4, put("FIX", "2", at, "k2"))})[0].(*fsm.Result)
+	require.Nil(t, good.Err)
+	q, err := stocks.Get(db, "FIX")
+	require.NoError(t, err)
+	require.Equal(t, "2", q.Price)
+}

@@ -39,6 +39,18 @@ func (n *Node) AddMember(ctx context.Context, m fsm.Member) error {
 		if string(s.ID) == m.ID && string(s.Address) == m.Raft && s.Suffrage == raft.Voter {
 			present = true
 		}
+		if string(s.ID) != m.ID && string(s.Address) == m.Raft {
+			return fsm.Errorf(fsm.CodeConflict, "raft address %s belongs to member %s",
+				m.Raft, s.ID)
+		}
+	}
+	if others, err := fsm.Members(n.state); err == nil {
+		for _, other := range others {
+			if other.ID != m.ID && other.HTTP == m.HTTP {
+				return fsm.Errorf(fsm.CodeConflict, "http address %s belongs to member %s",
+					m.HTTP, other.ID)
+			}
+		}
 	}
 	if !present {
 		n.logger.Info("adding member", "id", m.ID, "raft", m.Raft, "http", m.HTTP)

@@ -33,13 +33,17 @@ Workloads:
   write  stock writes of random prices, the leader stamps the time
   read   stock reads (after one seeding write per symbol)
   mixed  reads and writes, --read-fraction of them reads
-  hot-read   reads of one symbol (--hot-symbol, AAPL) spread over the nodes
-             while a writer updates it --write-rate times a second; the
-             report adds the share of reads each hot tier answered
+  hot-read   reads of one symbol (--hot-symbol, BENCH-HOT) spread over the
+             nodes while a writer updates it --write-rate times a second;
+             the report adds the share of reads each hot tier answered
   redis-get  the reference for hot-read: plain GETs of one key from --redis
+  votes      comment votes by --clients concurrent voters
+  listing    first pages (limit 25) of a 100,000-comment thread in every
+             order; builds the thread through the cluster on first use
+  text       one keystroke per request, each client on its own document
 
-By default the load uses its own symbols (BENCH-00 ... BENCH-15) so it
-does not overwrite replayed data. With --rate the clients share a fixed
+By default the load uses its own symbols (BENCH-00 ... BENCH-15, BENCH-HOT),
+threads and documents, so it does not overwrite replayed data. With --rate the clients share a fixed
 schedule and latency counts from when a request was due, so stalls show
 up in the percentiles. It is a benchmark for people, not a timed test.`,
 		Example: `  shoal bench

@@ -6,7 +6,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -141,14 +143,16 @@ func clusterUp(out io.Writer, cfg cluster.Config) error {
 		status, _ = anyStatus(ctx, c.HTTPAddrs())
 	}
 	printTable(out, cfg.Dir, status, c.Members())
-	first := c.Members()[0].HTTP
-	fmt.Fprintf(out, "\nready. Try:\n"+
-		"  curl -X PUT %s/v1/stocks/AAPL -d '{\"price\": \"116.03\"}'\n"+
-		"  curl %s/v1/stocks/AAPL\n"+
-		"  shoal cluster status --dir %s      (in another terminal)\n"+
-		"  shoal cluster kill n1 --dir %s     (then watch the failover here)\n"+
+	members := c.Members()
+	self := shellPath(os.Args[0])
+	fmt.Fprintf(out, "\nready. Try, in another terminal:\n"+
+		"  curl -X PUT http://%s/v1/stocks/AAPL -d '{\"price\": \"116.03\"}'\n"+
+		"  curl http://%s/v1/stocks/AAPL\n"+
+		"  %s cluster status --dir %s\n"+
+		"  %s cluster kill %s --dir %s    (kill -9 the leader; watch the failover here)\n"+
 		"Ctrl-C stops the cluster; its data stays in %s.\n\n",
-		"http://"+first, "http://"+c.Members()[len(c.Members())-1].HTTP, cfg.Dir, cfg.Dir, cfg.Dir)
+		members[0].HTTP, members[len(members)-1].HTTP, self, cfg.Dir, self, status.Leader,
+		cfg.Dir, cfg.Dir)
 
 	watch(ctx, out, c, status)
 	return nil
@@ -209,14 +213,18 @@ func anyStatus(ctx context.Context, addrs []string) (cluster.Status, error) {
 	}
 	var best cluster.Status
 	var lastErr error = fmt.Errorf("no node answered")
+	answered := false
 	for _, a := range addrs {
 		status, err := query(a)
 		if err != nil {
-			lastErr = err
+			if !answered {
+				lastErr = err
+			}
 			continue
 		}
 		if status.Leader == "" {
-			best, lastErr = status, nil
+			// Keep a leaderless answer: without a quorum it is the truth.
+			best, lastErr, answered = status, nil, true
 			continue
 		}
 		for _, n := range status.Nodes {
@@ -298,4 +306,16 @@ func allReachable(status cluster.Status) bool {
 		}
 	}
 	return len(status.Nodes) > 0
+}
+
+// shellPath is how to call this binary again from the current directory:
+// "bin/shoal" when it was started as bin/shoal, "shoal" from the PATH.
+func shellPath(arg0 string) string {
+	if !strings.Contains(arg0, "/") {
+		return arg0
+	}
+	if rel, err := filepath.Rel(".", arg0); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
+	}
+	return arg0
 }

@@ -23,6 +23,9 @@ import (
 // OpPut records a quote.
 const OpPut uint8 = 1
 
+// MaxFutureSkew is how far ahead of the leader's clock a quote time may be.
+const MaxFutureSkew = 24 * time.Hour
+
 // Limits on a price.
 const (
 	MaxDecimals      = 8
@@ -48,9 +51,10 @@ type PutCommand struct {
 	Time   time.Time `json:"time,omitzero"`
 }
 
-// ValidSymbol reports whether s is 1 to 10 of A-Z, 0-9, '.' and '-'.
+// ValidSymbol reports whether s is 1 to 10 of A-Z, 0-9, '.' and '-',
+// starting with a letter or digit (BRK.B, BF-B; not "." or "-").
 func ValidSymbol(s string) bool {
-	if len(s) == 0 || len(s) > 10 {
+	if len(s) == 0 || len(s) > 10 || s[0] == '.' || s[0] == '-' {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -125,7 +129,8 @@ func digitsOnly(s string) bool {
 func (c PutCommand) Validate() error {
 	if !ValidSymbol(c.Symbol) {
 		return fsm.Errorf(fsm.CodeInvalid,
-			"symbol %q: want 1 to 10 characters of A-Z, 0-9, '.' and '-'", c.Symbol)
+			"symbol %q: want 1 to 10 characters of A-Z, 0-9, '.' and '-', "+
+				"starting with a letter or digit", c.Symbol)
 	}
 	canonical, err := CanonicalPrice(c.Price)
 	if err != nil {
@@ -134,8 +139,9 @@ func (c PutCommand) Validate() error {
 	if canonical != c.Price {
 		return fsm.Errorf(fsm.CodeInvalid, "price %q is not in canonical form", c.Price)
 	}
-	if !c.Time.IsZero() && (c.Time.Year() < 1 || c.Time.Year() > 9999) {
-		return fsm.Errorf(fsm.CodeInvalid, "time %v is out of range", c.Time)
+	if !c.Time.IsZero() && (c.Time.Year() < 1900 || c.Time.Year() > 9999) {
+		return fsm.Errorf(fsm.CodeInvalid, "time %s is out of range (1900 to 9999)",
+			c.Time.Format(time.RFC3339))
 	}
 	return nil
 }
@@ -169,6 +175,12 @@ func (Domain) Apply(tx storage.ReadWriter, req fsm.Request) (fsm.Output, error) 
 	}
 
 	quoteTime := cmd.Time.UTC()
+	if quoteTime.After(req.Time.Add(MaxFutureSkew)) {
+		// A quote from the far future would pin its symbol forever.
+		return fsm.Output{}, fsm.Errorf(fsm.CodeInvalid,
+			"time %s is more than %v ahead of the leader's clock (%s)",
+			quoteTime.Format(time.RFC3339), MaxFutureSkew, req.Time.Format(time.RFC3339))
+	}
 	if cmd.Time.IsZero() {
 		quoteTime = req.Time
 		if exists && quoteTime.Before(current.Time) {

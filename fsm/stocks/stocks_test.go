@@ -64,7 +64,7 @@ func TestValidSymbol(t *testing.T) {
 	for _, ok := range []string{"AAPL", "BRK.B", "BF-B", "A", "0123456789"} {
 		require.True(t, stocks.ValidSymbol(ok), ok)
 	}
-	for _, bad := range []string{"", "aapl", "TOOLONGSYMB", "A B", "A/B", "ÄPL", "A_B"} {
+	for _, bad := range []string{"", "aapl", "TOOLONGSYMB", "A B", "A/B", "ÄPL", "A_B", ".", "..", "-", ".A"} {
 		require.False(t, stocks.ValidSymbol(bad), bad)
 	}
 }
@@ -143,4 +143,26 @@ func TestApplyRejectsBadCommandsAndWritesNothing(t *testing.T) {
 	list, err := stocks.List(db)
 	require.NoError(t, err)
 	require.Empty(t, list)
+}
+
+func TestQuoteFromTheFarFutureIsRejected(t *testing.T) {
+	db, err := storage.OpenState(t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	defer db.Close()
+	leader := time.Date(2020, 11, 30, 0, 0, 0, 0, time.UTC)
+	cmd := stocks.PutCommand{Symbol: "AAPL", Price: "5",
+		Time: time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)}
+
+	b := db.NewBatch()
+	defer b.Close()
+	_, err = stocks.Domain{}.Apply(b, fsm.Request{Index: 1, Time: leader, Op: stocks.OpPut,
+		Payload: cmd.Command().Payload})
+	var fe *fsm.Error
+	require.True(t, errors.As(err, &fe))
+	require.Equal(t, fsm.CodeInvalid, fe.Code)
+
+	// Within a day ahead is a clock difference, and accepted.
+	q := apply(t, db, 2, leader, stocks.PutCommand{Symbol: "AAPL", Price: "5",
+		Time: leader.Add(time.Hour)})
+	require.Equal(t, "5", q.Price)
 }

@@ -46,7 +46,7 @@ const (
 	DefaultClients      = 16
 	DefaultDuration     = 10 * time.Second
 	DefaultReadFraction = 0.9
-	DefaultHotSymbol    = "AAPL"
+	DefaultHotSymbol    = "BENCH-HOT"
 	DefaultWriteRate    = 10
 	defaultSymbolCount  = 16
 )
