@@ -162,6 +162,16 @@ func (s *Server) propose(r *http.Request, cmd fsm.Command) (*fsm.Result, error) 
 	if len(cmd.IdempotencyKey) > 128 {
 		return nil, badRequest("Idempotency-Key is longer than 128 bytes")
 	}
+	if cmd.IdempotencyKey != "" {
+		// A retry this node has already applied, or a key reused for
+		// another request, is answered without a trip through the log.
+		if first, ok := fsm.Remembered(s.node.State(), &cmd); ok {
+			if first.Err != nil {
+				return first, first.Err
+			}
+			return first, nil
+		}
+	}
 	result, err := s.node.Propose(r.Context(), cmd)
 	if err != nil {
 		return nil, err

@@ -212,7 +212,7 @@ func (f *FSM) applyCommand(batch *storage.Batch, entry *raft.Log) (*Result, []Ev
 	}
 
 	if cmd.IdempotencyKey != "" {
-		if first, ok := f.rememberedResult(batch, &cmd); ok {
+		if first, ok := Remembered(batch, &cmd); ok {
 			return first, nil
 		}
 	}
@@ -272,10 +272,12 @@ func fingerprint(cmd *Command) []byte {
 	return h.Sum(nil)[:16]
 }
 
-// rememberedResult returns the result to answer cmd with when its
-// idempotency key was used before: the first result for a retry, a
-// conflict for a different request under the same key.
-func (f *FSM) rememberedResult(r storage.Reader, cmd *Command) (*Result, bool) {
+// Remembered returns the result to answer cmd with when its idempotency
+// key was used before in the state r: the first result for a retry, a
+// conflict for a different request under the same key. Callers may use it
+// to answer without proposing; the FSM applies the same rule to every
+// committed command.
+func Remembered(r storage.Reader, cmd *Command) (*Result, bool) {
 	raw, err := r.Get(append(append([]byte(nil), prefixIdem...), cmd.IdempotencyKey...))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, false

@@ -25,6 +25,7 @@ func init() {
 		Long: `Start a local cluster with "shoal cluster up" and keep it in the foreground;
 from a second terminal, watch it with "shoal cluster status", kill a node with
 "shoal cluster kill n1" and bring it back with "shoal cluster restart n1".`,
+		RunE: requireSubcommand,
 	}
 	var dir string
 	clusterCmd.PersistentFlags().StringVar(&dir, "dir", "./data", "cluster directory")

@@ -27,6 +27,16 @@ Replay real stock prices into it:   shoal replay stocks ../shared/data/stocks_da
 	SilenceErrors: true,
 }
 
+// requireSubcommand is the RunE of a command that only groups others: an
+// unknown subcommand is an error rather than a silent help text.
+func requireSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unknown command %q for %q; see %q", args[0], cmd.CommandPath(),
+			cmd.CommandPath()+" --help")
+	}
+	return cmd.Help()
+}
+
 func main() {
 	if err := rootCmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "shoal:", err)

@@ -26,6 +26,7 @@ var replayCmd = &cobra.Command{
 client, spreading the writes over every node, and then checks that every
 node holds the state the data implies. The data files are described in
 ../shared/data/README.md.`,
+	RunE: requireSubcommand,
 }
 
 func init() {
