@@ -408,7 +408,8 @@ func (n *Node) Propose(ctx context.Context, cmd fsm.Command) (*fsm.Result, error
 // retryable reports whether a write certainly did not reach the log, so
 // sending it again cannot apply it twice.
 func retryable(err error) bool {
-	return errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotLeader) || errors.Is(err, syscall.ECONNREFUSED) ||
+	return errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotLeader) ||
+		errors.Is(err, syscall.ECONNREFUSED) ||
 		errors.Is(err, errRetrySafe)
 }
 
@@ -504,7 +505,9 @@ func (n *Node) proposeLocal(ctx context.Context, cmd fsm.Command) (*fsm.Result, 
 // ReadBarrier waits until this node's state is fit for a read at the given
 // level and, if minIndex > 0, has applied at least minIndex. It returns the
 // applied index the read may report.
-func (n *Node) ReadBarrier(ctx context.Context, level Consistency, minIndex uint64) (uint64, error) {
+func (n *Node) ReadBarrier(
+	ctx context.Context, level Consistency, minIndex uint64,
+) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ReadWaitTimeout)
 	defer cancel()
 

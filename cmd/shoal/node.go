@@ -162,8 +162,7 @@ func runNode(cfg node.Config, hot hottier.Config) error {
 		tier.Register(fsm.DomainComments, api.CommentPageChange)
 		n.SetApplyObserver(api.CommentPagesObserver(tier))
 		apiCfg.HotTier = tier
-	}
-	if hot.RedisAddr != "" {
+
 		// Committed document ops go to Redis pub/sub, once per revision
 		// for the cluster; Redis being down never holds up editing.
 		pubCfg := fanout.DefaultConfig()

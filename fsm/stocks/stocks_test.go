@@ -64,7 +64,8 @@ func TestValidSymbol(t *testing.T) {
 	for _, ok := range []string{"AAPL", "BRK.B", "BF-B", "A", "0123456789"} {
 		require.True(t, stocks.ValidSymbol(ok), ok)
 	}
-	for _, bad := range []string{"", "aapl", "TOOLONGSYMB", "A B", "A/B", "ÄPL", "A_B", ".", "..", "-", ".A"} {
+	for _, bad := range []string{"", "aapl", "TOOLONGSYMB", "A B", "A/B", "ÄPL", "A_B",
+		".", "..", "-", ".A"} {
 		require.False(t, stocks.ValidSymbol(bad), bad)
 	}
 }
