@@ -452,12 +452,30 @@ func waitReady(ctx context.Context, addr string) error {
 	}
 }
 
-// FreePort asks the kernel for a free TCP port on 127.0.0.1.
+// handedOut remembers every port FreePort returned in this process: the
+// kernel may offer a port again as soon as its probe listener is closed,
+// and two nodes of one cluster must never be given the same one.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// FreePort asks the kernel for a free TCP port on 127.0.0.1 that this
+// process has not handed out before.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("cluster: find a free port: %w", err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for attempt := 0; attempt < 100; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("cluster: find a free port: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("cluster: no fresh free port after 100 tries")
 }
