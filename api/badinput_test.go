@@ -17,7 +17,10 @@ import (
 
 	"github.com/shoal-db/shoal/api"
 	"github.com/shoal-db/shoal/fsm"
+	"github.com/shoal-db/shoal/fsm/comments"
 	"github.com/shoal-db/shoal/fsm/stocks"
+	"github.com/shoal-db/shoal/fsm/text"
+	"github.com/shoal-db/shoal/internal/nodetest"
 	"github.com/shoal-db/shoal/node"
 	"github.com/shoal-db/shoal/transport"
 )
@@ -297,4 +300,121 @@ func TestNodeToNodeRequestsAreRefused(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	rec = in.do("GET", transport.PathReadIndex, nil, from("n1"))
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+}
+
+// TestUnknownQueryParametersAreRejectedAndChangeNothing sends every route
+// a request it would accept, spoilt by a query parameter it does not take
+// (a misspelt one, a read's parameter on a write), by a parameter given
+// twice or by a malformed query string: each is a 400 invalid_argument
+// that names the parameter and the ones the route takes, and changes
+// nothing. The same requests with the parameters the route takes then
+// succeed, so the rejections were about the query alone.
+func TestUnknownQueryParametersAreRejectedAndChangeNothing(t *testing.T) {
+	server := nodetest.Start(t, nodetest.Config{Domains: map[fsm.DomainID]fsm.Domain{
+		fsm.DomainStocks:   stocks.Domain{},
+		fsm.DomainText:     text.NewDomain(text.Config{}),
+		fsm.DomainComments: comments.New(),
+	}})
+	in := &inputNode{node: server.Node, handler: server.Handler}
+	mustDo := func(method, target, body string, want int) []byte {
+		t.Helper()
+		rec := in.do(method, target, []byte(body), nil)
+		require.Equal(t, want, rec.Code, "%s %s: %s", method, target, rec.Body.String())
+		return rec.Body.Bytes()
+	}
+	mustDo("PUT", "/v1/stocks/AAPL", `{"price": "1"}`, 200)
+	mustDo("POST", "/v1/docs/d/ops", `{"rev": 0, "client": "c1", "seq": 1, "op": ["ab"]}`, 200)
+	var comment struct {
+		ID string `json:"id"`
+	}
+	require.NoError(t, json.Unmarshal(mustDo("POST", "/v1/threads/t/comments",
+		`{"author": "alice", "body": "first"}`, 201), &comment))
+	commentPath := "/v1/comments/" + comment.ID
+
+	reads := []string{"consistency", "min_index"}
+	lists := append([]string{"sort", "limit", "cursor", "replies", "depth"}, reads...)
+	for i, tc := range []struct {
+		method, path, body string
+		takes              []string // the query parameters the route takes
+		good               string   // a query of those that the route accepts
+		want               int      // the status with the good query; 0: not sent
+	}{
+		{"GET", "/healthz", ``, nil, "", 200},
+		{"GET", "/readyz", ``, nil, "", 200},
+		{"GET", "/v1/cluster", ``, nil, "", 200},
+		{"GET", "/v1/debug/digest", ``, reads, "consistency=strong&min_index=1", 200},
+		{"GET", "/v1/stocks/AAPL", ``, reads, "consistency=strong&min_index=1", 200},
+		{"GET", "/v1/stocks", ``, reads, "consistency=local", 200},
+		{"GET", "/v1/docs/d", ``, reads, "consistency=strong", 200},
+		{"GET", "/v1/docs/d/ops", ``, append([]string{"from", "limit"}, reads...),
+			"from=0&limit=10&min_index=1", 200},
+		// A stream that would be accepted never ends: only the rejection.
+		{"GET", "/v1/docs/d/events", ``, append([]string{"from"}, reads...), "", 0},
+		{"GET", "/v1/threads/t/comments", ``, lists,
+			"sort=new&limit=5&replies=1&depth=1&consistency=strong", 200},
+		{"GET", "/v1/threads/t", ``, reads, "min_index=1", 200},
+		{"GET", commentPath, ``, reads, "consistency=strong", 200},
+		{"GET", commentPath + "/replies", ``, lists, "sort=top&limit=2", 200},
+
+		{"PUT", "/v1/stocks/AAPL", `{"price": "2"}`, nil, "", 200},
+		{"POST", "/v1/docs/d/ops", `{"rev": 1, "client": "c1", "seq": 2, "op": [2, "c"]}`, nil,
+			"", 200},
+		{"POST", "/v1/threads/t/comments", `{"author": "bob", "body": "second"}`, nil, "", 201},
+		{"PATCH", commentPath, `{"author": "alice", "body": "edited"}`, nil, "", 200},
+		{"POST", commentPath + "/votes", `{"user": "bob", "vote": "up"}`, nil, "", 200},
+		{"POST", commentPath + "/likes", `{"user": "bob", "like": true}`, nil, "", 200},
+		{"DELETE", commentPath, ``, []string{"author"}, "author=alice", 200},
+		// Joining a member that does not run would cost the quorum.
+		{"POST", "/v1/cluster/nodes", `{"id": "n2", "http": "127.0.0.1:1", ` +
+			`"raft": "127.0.0.1:2"}`, nil, "", 0},
+		{"POST", "/v1/cluster/leader", `{"id": "n1"}`, nil, "", 200},
+		{"DELETE", "/v1/cluster/nodes/n9", ``, nil, "", 404},
+	} {
+		name := fmt.Sprintf("#%d %s %s", i, tc.method, tc.path)
+		spoilt := []struct{ query, named string }{
+			// A misspelt parameter is named, with the ones the route takes.
+			{"consistancy=strong", `"consistancy"`},
+			{"min_index=1&min_index=2", `"min_index"`},
+			{"x=%zz", "malformed"},
+		}
+		if tc.takes == nil {
+			// A read's parameter on a route that does not read.
+			spoilt = append(spoilt, struct{ query, named string }{
+				"consistency=strong&min_index=1", `"consistency"`})
+		}
+		for _, sp := range spoilt {
+			bad, named := sp.query, sp.named
+			index, digest := in.state(t)
+			target := tc.path + "?" + bad
+			if tc.good != "" {
+				target = tc.path + "?" + tc.good + "&" + bad
+			}
+			rec := in.do(tc.method, target, []byte(tc.body), nil)
+			requireRejected(t, rec, http.StatusBadRequest, name+" ?"+bad)
+			var reply struct {
+				Error struct{ Code, Message string }
+			}
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &reply))
+			require.Equal(t, fsm.CodeInvalid, reply.Error.Code, name)
+			require.Contains(t, reply.Error.Message, named, name)
+			if strings.HasPrefix(reply.Error.Message, "unknown") {
+				if tc.takes == nil {
+					require.Contains(t, reply.Error.Message, "takes no query parameters", name)
+				}
+				for _, param := range tc.takes {
+					require.Contains(t, reply.Error.Message, param, name)
+				}
+			}
+			afterIndex, afterDigest := in.state(t)
+			require.Equal(t, index, afterIndex, "%s ?%s changed the applied index", name, bad)
+			require.Equal(t, digest, afterDigest, "%s ?%s changed the state", name, bad)
+		}
+		if tc.want != 0 {
+			target := tc.path
+			if tc.good != "" {
+				target += "?" + tc.good
+			}
+			mustDo(tc.method, target, tc.body, tc.want)
+		}
+	}
 }

@@ -100,36 +100,39 @@ func New(n *node.Node, cfg Config) *Server {
 	return s
 }
 
+// routes registers every route with the query parameters it takes (see
+// query); a route that names none takes none. /metrics is promhttp's and
+// /internal/ the node-to-node transport's: each checks its own requests.
 func (s *Server) routes() {
 	m := s.mux
-	m.HandleFunc("GET /healthz", s.healthz)
-	m.HandleFunc("GET /readyz", s.readyz)
+	m.HandleFunc("GET /healthz", query(s.healthz))
+	m.HandleFunc("GET /readyz", query(s.readyz))
 	m.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
 
-	m.HandleFunc("GET /v1/cluster", s.clusterStatus)
-	m.HandleFunc("POST /v1/cluster/nodes", s.leaderOnly(s.joinNode))
-	m.HandleFunc("DELETE /v1/cluster/nodes/{id}", s.leaderOnly(s.removeNode))
-	m.HandleFunc("POST /v1/cluster/leader", s.leaderOnly(s.transferLeader))
-	m.HandleFunc("GET /v1/debug/digest", s.digest)
+	m.HandleFunc("GET /v1/cluster", query(s.clusterStatus))
+	m.HandleFunc("POST /v1/cluster/nodes", query(s.leaderOnly(s.joinNode)))
+	m.HandleFunc("DELETE /v1/cluster/nodes/{id}", query(s.leaderOnly(s.removeNode)))
+	m.HandleFunc("POST /v1/cluster/leader", query(s.leaderOnly(s.transferLeader)))
+	m.HandleFunc("GET /v1/debug/digest", query(s.digest, readParams...))
 
-	m.HandleFunc("PUT /v1/stocks/{symbol}", s.putStock)
-	m.HandleFunc("GET /v1/stocks/{symbol}", s.getStock)
-	m.HandleFunc("GET /v1/stocks", s.listStocks)
+	m.HandleFunc("PUT /v1/stocks/{symbol}", query(s.putStock))
+	m.HandleFunc("GET /v1/stocks/{symbol}", query(s.getStock, readParams...))
+	m.HandleFunc("GET /v1/stocks", query(s.listStocks, readParams...))
 
-	m.HandleFunc("POST /v1/docs/{id}/ops", s.submitDocOp)
-	m.HandleFunc("GET /v1/docs/{id}", s.getDoc)
-	m.HandleFunc("GET /v1/docs/{id}/ops", s.listDocOps)
-	m.HandleFunc("GET /v1/docs/{id}/events", s.docEvents)
+	m.HandleFunc("POST /v1/docs/{id}/ops", query(s.submitDocOp))
+	m.HandleFunc("GET /v1/docs/{id}", query(s.getDoc, readParams...))
+	m.HandleFunc("GET /v1/docs/{id}/ops", query(s.listDocOps, docOpsParams...))
+	m.HandleFunc("GET /v1/docs/{id}/events", query(s.docEvents, docEventsParams...))
 
-	m.HandleFunc("POST /v1/threads/{thread}/comments", s.createComment)
-	m.HandleFunc("GET /v1/threads/{thread}/comments", s.listThread)
-	m.HandleFunc("GET /v1/threads/{thread}", s.getThread)
-	m.HandleFunc("GET /v1/comments/{id}", s.getComment)
-	m.HandleFunc("PATCH /v1/comments/{id}", s.editComment)
-	m.HandleFunc("DELETE /v1/comments/{id}", s.deleteComment)
-	m.HandleFunc("POST /v1/comments/{id}/votes", s.voteComment)
-	m.HandleFunc("POST /v1/comments/{id}/likes", s.likeComment)
-	m.HandleFunc("GET /v1/comments/{id}/replies", s.listReplies)
+	m.HandleFunc("POST /v1/threads/{thread}/comments", query(s.createComment))
+	m.HandleFunc("GET /v1/threads/{thread}/comments", query(s.listThread, listParams...))
+	m.HandleFunc("GET /v1/threads/{thread}", query(s.getThread, readParams...))
+	m.HandleFunc("GET /v1/comments/{id}", query(s.getComment, readParams...))
+	m.HandleFunc("PATCH /v1/comments/{id}", query(s.editComment))
+	m.HandleFunc("DELETE /v1/comments/{id}", query(s.deleteComment, deleteCommentParams...))
+	m.HandleFunc("POST /v1/comments/{id}/votes", query(s.voteComment))
+	m.HandleFunc("POST /v1/comments/{id}/likes", query(s.likeComment))
+	m.HandleFunc("GET /v1/comments/{id}/replies", query(s.listReplies, listParams...))
 
 	m.Handle("/internal/", transport.Handler(s.node))
 	m.HandleFunc("/", s.noRoute)
