@@ -32,7 +32,9 @@ type Command struct {
 	Time int64
 
 	// IdempotencyKey, when set, makes a repeated command return the result
-	// of the first one with that key instead of applying again.
+	// of the first one with that key instead of applying again, for the
+	// state machine's idempotency window of leader time (a day by
+	// default); a repeat after the window is applied anew.
 	IdempotencyKey string
 
 	// Payload is the domain's encoding of the operation.

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -27,12 +28,43 @@ import (
 	"github.com/shoal-db/shoal/storage"
 )
 
-// Keys the state machine keeps for itself, under the system prefix.
+// Keys the state machine keeps for itself, under the system prefix:
+//
+//	sys/applied                   applied index: 8-byte big-endian
+//	sys/idem/<key>                remembered result of the first command
+//	                              carried out under an idempotency key:
+//	                              JSON with its expiry deadline
+//	sys/idem-clock                idempotency clock: the latest leader time
+//	                              (Unix ns, 8-byte big-endian) of a command
+//	                              carried out; it never moves backwards
+//	sys/idem-expiry/<d><key>      empty; one per remembered key, where <d>
+//	                              is its deadline as 8-byte big-endian Unix
+//	                              ns, so expiry is a scan from the start
+//	sys/member/<id>               a member's addresses: JSON
+//
+// "sys/idem-" sorts before "sys/idem/", so no idempotency key can reach
+// into the clock or the expiry index.
 var (
-	keyApplied   = []byte("sys/applied")
-	prefixIdem   = []byte("sys/idem/")
-	prefixMember = []byte("sys/member/")
+	keyApplied       = []byte("sys/applied")
+	prefixIdem       = []byte("sys/idem/")
+	keyIdemClock     = []byte("sys/idem-clock")
+	prefixIdemExpiry = []byte("sys/idem-expiry/")
+	prefixMember     = []byte("sys/member/")
 )
+
+// DefaultIdempotencyWindow is how long, in leader time, a remembered result
+// answers retries when Config.IdempotencyWindow is zero: a day, as common
+// idempotency-key APIs do.
+const DefaultIdempotencyWindow = 24 * time.Hour
+
+// maxExpirePerCommand bounds how many expired remembered results one
+// carried-out command deletes. The bound is per command rather than per
+// Raft batch because batch boundaries differ between nodes (and across a
+// restart) while the log does not; with at most MaxAppendEntries commands
+// in a batch, a batch deletes at most that many times this. Deleting more
+// than one per command lets a backlog drain even when every write carries
+// a key.
+const maxExpirePerCommand = 2
 
 // Result is the outcome of one command: its Raft index, and either the
 // domain's JSON reply or the reason it was rejected. It is what
@@ -58,6 +90,14 @@ type Config struct {
 
 	// ObserveApply, if set, is told how long each batch took to apply.
 	ObserveApply func(entries int, took time.Duration)
+
+	// IdempotencyWindow is how long, in leader time, the result of a
+	// command with an idempotency key answers retries of it; zero means
+	// DefaultIdempotencyWindow. It is measured against the idempotency
+	// clock, the latest leader time of a command carried out, so it only
+	// depends on the log. It is part of the state machine: every node of a
+	// cluster must use the same window, or their states drift apart.
+	IdempotencyWindow time.Duration
 }
 
 // FSM implements raft.BatchingFSM over a Pebble state database. Raft calls
@@ -70,6 +110,12 @@ type FSM struct {
 	logger   *slog.Logger
 	observe  func(int, time.Duration)
 	onEvents func([]Event)
+
+	// window is Config.IdempotencyWindow in nanoseconds.
+	window int64
+
+	// expiry is only touched on the apply goroutine (ApplyBatch, Restore).
+	expiry expiryCursor
 
 	mu      lock.Mutex
 	applied uint64
@@ -89,6 +135,14 @@ func New(cfg Config) (*FSM, error) {
 	for id, d := range cfg.Domains {
 		domains[id] = d
 	}
+	window := cfg.IdempotencyWindow
+	if window == 0 {
+		window = DefaultIdempotencyWindow
+	}
+	if window < 0 {
+		return nil, fmt.Errorf("fsm: Config.IdempotencyWindow is %v, want zero or more",
+			cfg.IdempotencyWindow)
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.Default()
@@ -98,6 +152,7 @@ func New(cfg Config) (*FSM, error) {
 		domains: domains,
 		logger:  logger.With("component", "fsm"),
 		observe: cfg.ObserveApply,
+		window:  int64(window),
 		advance: make(chan struct{}),
 	}
 	applied, err := readApplied(cfg.DB)
@@ -162,6 +217,8 @@ func (f *FSM) ApplyBatch(entries []*raft.Log) []interface{} {
 
 	batch := f.db.NewBatch()
 	defer batch.Close()
+	clock := readIdemClock(batch)
+	startClock := clock
 
 	last := applied
 	var events []Event
@@ -173,7 +230,7 @@ func (f *FSM) ApplyBatch(entries []*raft.Log) []interface{} {
 		if entry.Type != raft.LogCommand {
 			continue
 		}
-		result, evs := f.applyCommand(batch, entry)
+		result, evs := f.applyCommand(batch, entry, &clock)
 		results[i] = result
 		events = append(events, evs...)
 	}
@@ -183,6 +240,12 @@ func (f *FSM) ApplyBatch(entries []*raft.Log) []interface{} {
 
 	// The applied index goes in the same batch as the changes, so a crash
 	// can never separate them.
+	if clock != startClock {
+		if err := batch.Set(keyIdemClock, binary.BigEndian.AppendUint64(nil,
+			uint64(clock))); err != nil {
+			panic(fmt.Sprintf("fsm: write idempotency clock: %v", err))
+		}
+	}
 	if err := batch.Set(keyApplied, binary.BigEndian.AppendUint64(nil, last)); err != nil {
 		panic(fmt.Sprintf("fsm: write applied index: %v", err))
 	}
@@ -200,10 +263,13 @@ func (f *FSM) ApplyBatch(entries []*raft.Log) []interface{} {
 	return results
 }
 
-// applyCommand applies one command entry into batch. A command the
-// domain rejects yields a Result with Err and writes nothing except the
-// remembered result of an idempotent command.
-func (f *FSM) applyCommand(batch *storage.Batch, entry *raft.Log) (*Result, []Event) {
+// applyCommand applies one command entry into batch. clock is the
+// idempotency clock, which a command carried out moves up to its Time. A
+// command that is rejected, or answered with a remembered result, writes
+// nothing; one carried out also remembers its result under its
+// idempotency key and deletes a few remembered results that expired.
+func (f *FSM) applyCommand(batch *storage.Batch, entry *raft.Log, clock *int64,
+) (*Result, []Event) {
 	var cmd Command
 	if err := cmd.UnmarshalBinary(entry.Data); err != nil {
 		// The leader validates before proposing, so only a newer build
@@ -211,9 +277,17 @@ func (f *FSM) applyCommand(batch *storage.Batch, entry *raft.Log) (*Result, []Ev
 		return &Result{Index: entry.Index, Err: Errorf(CodeInvalid, "%v", err)}, nil
 	}
 
+	// now never goes below the clock, so a command stamped earlier (a
+	// leader whose clock is behind, or no stamp at all) cannot bring an
+	// expired result back.
+	now := max(*clock, cmd.Time)
+	var expired *remembered
 	if cmd.IdempotencyKey != "" {
-		if first, ok := Remembered(batch, &cmd); ok {
-			return first, nil
+		if first, ok := lookupRemembered(batch, cmd.IdempotencyKey); ok {
+			if first.live(now) {
+				return first.answer(&cmd), nil
+			}
+			expired = first
 		}
 	}
 
@@ -245,22 +319,47 @@ func (f *FSM) applyCommand(batch *storage.Batch, entry *raft.Log) (*Result, []Ev
 		events[i].Index = entry.Index
 	}
 
-	// Only a command that was carried out is remembered: a rejected one
-	// changed nothing, and its writer may fix it and send it again.
-	if cmd.IdempotencyKey != "" && result.Err == nil {
-		f.rememberResult(batch, &cmd, result)
+	// Only a command that was carried out moves the clock or is
+	// remembered: a rejected one changed nothing, and its writer may fix
+	// it and send it again.
+	if result.Err != nil {
+		return result, events
 	}
+	*clock = now
+	if cmd.IdempotencyKey != "" {
+		f.rememberResult(batch, &cmd, result, now, expired)
+	}
+	f.expire(batch, now)
 	return result, events
 }
 
-// TODO(fsm): idempotency keys are kept forever; expire them by leader time
-// (say after a day) with a time-ordered index so the table stays bounded.
-
 // remembered is what the state machine keeps under an idempotency key:
-// the first result, and a fingerprint of the command that produced it.
+// the first result, a fingerprint of the command that produced it, and
+// the idempotency clock reading after which it no longer answers.
 type remembered struct {
 	Fingerprint []byte `json:"fingerprint"`
 	Result      Result `json:"result"`
+
+	// Deadline is in Unix nanoseconds; zero in a result remembered by a
+	// build that kept them forever, which is kept forever still.
+	Deadline int64 `json:"deadline,omitempty"`
+}
+
+// live reports whether r still answers retries when the idempotency clock
+// reads now.
+func (r *remembered) live(now int64) bool {
+	return r.Deadline == 0 || now <= r.Deadline
+}
+
+// answer returns what to reply to cmd, which carries r's key: the first
+// result for a retry, a conflict for a different request.
+func (r *remembered) answer(cmd *Command) *Result {
+	if !bytes.Equal(r.Fingerprint, fingerprint(cmd)) {
+		return &Result{Err: Errorf(CodeConflict,
+			"Idempotency-Key %q was already used for a different request; "+
+				"use a new key for each distinct write", cmd.IdempotencyKey)}
+	}
+	return &r.Result
 }
 
 // fingerprint identifies what a command asks for, whatever leader stamped
@@ -277,8 +376,24 @@ func fingerprint(cmd *Command) []byte {
 // conflict for a different request under the same key. Callers may use it
 // to answer without proposing; the FSM applies the same rule to every
 // committed command.
+//
+// A result is remembered for the FSM's idempotency window of leader time,
+// counted on the idempotency clock (the latest leader time of a command
+// carried out, or cmd.Time if that is later). A client that retries after
+// the window gets a fresh apply, and may then reuse the key for anything.
+// r may still hold an expired result, which is deleted a few at a time;
+// Remembered never answers with one.
 func Remembered(r storage.Reader, cmd *Command) (*Result, bool) {
-	raw, err := r.Get(append(append([]byte(nil), prefixIdem...), cmd.IdempotencyKey...))
+	first, ok := lookupRemembered(r, cmd.IdempotencyKey)
+	if !ok || !first.live(max(readIdemClock(r), cmd.Time)) {
+		return nil, false
+	}
+	return first.answer(cmd), true
+}
+
+// lookupRemembered returns what r remembers under key, live or expired.
+func lookupRemembered(r storage.Reader, key string) (*remembered, bool) {
+	raw, err := r.Get(idemKey(key))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, false
 	}
@@ -289,22 +404,153 @@ func Remembered(r storage.Reader, cmd *Command) (*Result, bool) {
 	if err := json.Unmarshal(raw, &first); err != nil {
 		panic(fmt.Sprintf("fsm: decode remembered result: %v", err))
 	}
-	if !bytes.Equal(first.Fingerprint, fingerprint(cmd)) {
-		return &Result{Err: Errorf(CodeConflict,
-			"Idempotency-Key %q was already used for a different request; "+
-				"use a new key for each distinct write", cmd.IdempotencyKey)}, true
-	}
-	return &first.Result, true
+	return &first, true
 }
 
-func (f *FSM) rememberResult(w storage.ReadWriter, cmd *Command, result *Result) {
-	raw, err := json.Marshal(remembered{Fingerprint: fingerprint(cmd), Result: *result})
+// rememberResult stores the result of cmd, carried out when the
+// idempotency clock read now, with its entry in the expiry index. expired
+// is the record it replaces, if any, whose index entry goes.
+func (f *FSM) rememberResult(w storage.ReadWriter, cmd *Command, result *Result, now int64,
+	expired *remembered) {
+	deadline := now + f.window
+	if deadline < now {
+		deadline = math.MaxInt64 // a clock near the end of time
+	}
+	raw, err := json.Marshal(remembered{
+		Fingerprint: fingerprint(cmd),
+		Result:      *result,
+		Deadline:    deadline,
+	})
+	if err == nil && expired != nil && expired.Deadline != 0 {
+		err = w.Delete(idemExpiryKey(expired.Deadline, cmd.IdempotencyKey))
+	}
 	if err == nil {
-		err = w.Set(append(append([]byte(nil), prefixIdem...), cmd.IdempotencyKey...), raw)
+		err = w.Set(idemKey(cmd.IdempotencyKey), raw)
+	}
+	if err == nil {
+		err = w.Set(idemExpiryKey(deadline, cmd.IdempotencyKey), nil)
 	}
 	if err != nil {
 		panic(fmt.Sprintf("fsm: remember result: %v", err))
 	}
+	f.expiry.added(deadline)
+}
+
+// expiryCursor lets expire skip work without changing what it deletes. It
+// lives in memory, is touched only on the apply goroutine, and starts
+// empty on New and after Restore.
+type expiryCursor struct {
+	// floor is the last index key expire deleted: no index key below it
+	// exists, so a scan starts there instead of wading through the
+	// tombstones of everything deleted before. Nil: the prefix.
+	floor []byte
+
+	// next, when known, is a deadline no index entry is below.
+	next  int64
+	known bool
+}
+
+// added notes a new index entry with deadline d.
+func (c *expiryCursor) added(d int64) {
+	if c.known && d < c.next {
+		c.next = d
+	}
+}
+
+// expire deletes up to maxExpirePerCommand remembered results whose
+// deadline is before now, oldest first, with their index entries.
+//
+// Skipping with the cursor is exact: entries come in with deadlines of at
+// least now, which never goes down, so nothing lands below the floor, and
+// added keeps next a true lower bound.
+func (f *FSM) expire(batch *storage.Batch, now int64) {
+	if f.expiry.known && now <= f.expiry.next {
+		return
+	}
+	lower := f.expiry.floor
+	if lower == nil {
+		lower = prefixIdemExpiry
+	}
+
+	var doomed [][]byte
+	f.expiry.known, f.expiry.next = false, 0
+	err := batch.Scan(lower, storage.PrefixEnd(prefixIdemExpiry), false,
+		func(key, _ []byte) error {
+			deadline, _, ok := parseIdemExpiryKey(key)
+			if !ok {
+				return fmt.Errorf("malformed expiry index key %q", key)
+			}
+			if deadline >= now {
+				f.expiry.known, f.expiry.next = true, deadline
+				return storage.ErrStopScan
+			}
+			if len(doomed) == maxExpirePerCommand {
+				// More are due: the next command goes on from here.
+				f.expiry.known, f.expiry.next = true, deadline
+				return storage.ErrStopScan
+			}
+			doomed = append(doomed, append([]byte(nil), key...))
+			return nil
+		})
+	if err != nil {
+		panic(fmt.Sprintf("fsm: scan idempotency expiry index: %v", err))
+	}
+	if !f.expiry.known {
+		// The scan went to the end, so once doomed is deleted the index is
+		// empty, and whatever comes into it is due later than now.
+		f.expiry.known, f.expiry.next = true, now
+	}
+
+	for _, key := range doomed {
+		_, idem, _ := parseIdemExpiryKey(key)
+		if err := batch.Delete(idemKey(string(idem))); err != nil {
+			panic(fmt.Sprintf("fsm: expire idempotency key: %v", err))
+		}
+		if err := batch.Delete(key); err != nil {
+			panic(fmt.Sprintf("fsm: expire idempotency key: %v", err))
+		}
+	}
+	if len(doomed) > 0 {
+		f.expiry.floor = doomed[len(doomed)-1]
+	}
+}
+
+// idemKey is where the result remembered under key lives.
+func idemKey(key string) []byte {
+	return append(append([]byte(nil), prefixIdem...), key...)
+}
+
+// idemExpiryKey is the expiry index entry of key, remembered until deadline.
+func idemExpiryKey(deadline int64, key string) []byte {
+	k := make([]byte, 0, len(prefixIdemExpiry)+8+len(key))
+	k = append(k, prefixIdemExpiry...)
+	k = binary.BigEndian.AppendUint64(k, uint64(deadline))
+	return append(k, key...)
+}
+
+// parseIdemExpiryKey splits an expiry index key; the key aliases k.
+func parseIdemExpiryKey(k []byte) (deadline int64, key []byte, ok bool) {
+	rest, ok := bytes.CutPrefix(k, prefixIdemExpiry)
+	if !ok || len(rest) < 8 {
+		return 0, nil, false
+	}
+	return int64(binary.BigEndian.Uint64(rest)), rest[8:], true
+}
+
+// readIdemClock returns the idempotency clock stored in r, zero if no
+// command was carried out yet.
+func readIdemClock(r storage.Reader) int64 {
+	raw, err := r.Get(keyIdemClock)
+	if errors.Is(err, storage.ErrNotFound) {
+		return 0
+	}
+	if err == nil && len(raw) != 8 {
+		err = fmt.Errorf("%d bytes, want 8", len(raw))
+	}
+	if err != nil {
+		panic(fmt.Sprintf("fsm: read idempotency clock: %v", err))
+	}
+	return int64(binary.BigEndian.Uint64(raw))
 }
 
 // Snapshot captures the state at the current applied index. The state
@@ -332,6 +578,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 			r.Reset()
 		}
 	}
+	f.expiry = expiryCursor{}
 	f.setApplied(applied)
 	f.logger.Info("restored state from snapshot", "applied_index", applied)
 	return nil
