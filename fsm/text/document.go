@@ -16,8 +16,9 @@
 //   - A repeated (Client, Seq) on a document answers with the first result
 //     and changes nothing, whatever the rest of the command says.
 //   - Rev above the current revision is CodeConflict.
-//   - Rev more than MaxBehind revisions behind is CodeConflict: the client
-//     must fetch the document and rebase its pending edit (resync).
+//   - Rev more than MaxBehind revisions behind (Config.MaxBehind) is
+//     CodeConflict: the client must fetch the document and rebase its
+//     pending edit (resync).
 //   - An op whose length does not match the document at Rev is
 //     CodeInvalid; the message gives the length expected.
 //   - A document comes into being with its first op, which must be made
@@ -50,6 +51,15 @@
 // costs a small constant per byte of log. Readers on other goroutines
 // rebuild the text from a consistent storage view (the latest snapshot
 // plus the ops after it) and never touch the apply goroutine's ropes.
+//
+// # Retention
+//
+// The op log does not grow forever: with each applied op, Apply drops a
+// few of the oldest entries that no edit can be transformed against any
+// more (more than MaxBehind revisions old) and that no read of the text
+// replays (at or below the latest snapshot), with their (client, seq)
+// records; pruneBatch bounds the work per op. Ops and CheckFrom answer a
+// read of the ops after a pruned revision with CodeHistoryTruncated.
 //
 // # Events
 //
@@ -87,7 +97,9 @@ const (
 	MaxDocLen = 8 << 20
 
 	// MaxBehind is how many revisions an edit's base revision may lag the
-	// document's; an older edit must be rebased by its client. Transforming
+	// document's by default (see Config.MaxBehind); an older edit must be
+	// rebased by its client, and the op log keeps no more than this many
+	// revisions before the latest snapshot. Transforming
 	// over the ops in between holds up the apply goroutine, every domain's
 	// writes with it: measured on a loaded 2-core machine, 3 ms for 1,000
 	// ops, 38 ms for 10,000 and 670 ms for 100,000.
@@ -175,8 +187,9 @@ func (c SubmitCommand) Command() fsm.Command {
 	return fsm.Command{Domain: fsm.DomainText, Op: OpSubmit, Payload: raw}
 }
 
-// Config tunes a Domain's in-memory cache. It changes how fast edits
-// apply, never what they do.
+// Config tunes a Domain. The cache fields change how fast edits apply,
+// never what they do; MaxBehind is part of the state machine's rules and
+// must be the same on every node.
 type Config struct {
 	// CacheDocs is the most documents kept as ropes in memory.
 	CacheDocs int
@@ -185,18 +198,26 @@ type Config struct {
 	// documents. The document being edited is kept even if it alone is
 	// larger.
 	CacheLen int
+
+	// MaxBehind is how many revisions an edit's base revision may lag the
+	// document's, and so how many revisions the op log keeps at least
+	// (see Retention in the package doc). Every node must use the same
+	// value. Zero means the constant MaxBehind; tests set it small.
+	MaxBehind uint64
 }
 
-// DefaultConfig caches up to 1,024 documents and 64 Mi code points.
+// DefaultConfig caches up to 1,024 documents and 64 Mi code points and
+// allows edits up to MaxBehind revisions behind.
 func DefaultConfig() Config {
-	return Config{CacheDocs: 1024, CacheLen: 64 << 20}
+	return Config{CacheDocs: 1024, CacheLen: 64 << 20, MaxBehind: MaxBehind}
 }
 
 // Domain applies text commands. Apply and Reset run on the state machine's
 // apply goroutine only, which owns the cache of ropes; the read functions
 // of this package (Get, Head, Ops) are safe from any goroutine.
 type Domain struct {
-	cache *ropeCache
+	cache     *ropeCache
+	maxBehind uint64
 }
 
 // NewDomain returns a Domain with an empty cache. Zero fields of cfg take
@@ -209,7 +230,10 @@ func NewDomain(cfg Config) *Domain {
 	if cfg.CacheLen <= 0 {
 		cfg.CacheLen = def.CacheLen
 	}
-	return &Domain{cache: newRopeCache(cfg.CacheDocs, cfg.CacheLen)}
+	if cfg.MaxBehind == 0 {
+		cfg.MaxBehind = def.MaxBehind
+	}
+	return &Domain{cache: newRopeCache(cfg.CacheDocs, cfg.CacheLen), maxBehind: cfg.MaxBehind}
 }
 
 // Reset implements fsm.Resetter: the whole state was replaced, so every
@@ -253,11 +277,11 @@ func (d *Domain) Apply(tx storage.ReadWriter, req fsm.Request) (fsm.Output, erro
 		return fsm.Output{}, fsm.Errorf(fsm.CodeConflict,
 			"revision %d is ahead of document %q, which is at revision %d",
 			cmd.Rev, cmd.Doc, m.rev)
-	case m.rev-cmd.Rev > MaxBehind:
+	case m.rev-cmd.Rev > d.maxBehind:
 		return fsm.Output{}, fsm.Errorf(fsm.CodeConflict,
 			"revision %d is too far behind document %q, which is at revision %d "+
 				"(at most %d behind): resync by fetching the document and rebasing the edit",
-			cmd.Rev, cmd.Doc, m.rev, MaxBehind)
+			cmd.Rev, cmd.Doc, m.rev, d.maxBehind)
 	}
 
 	op, err := d.rebase(tx, cmd, edit, m)
@@ -314,7 +338,8 @@ func (d *Domain) rebase(tx storage.Reader, cmd SubmitCommand, edit Edit, m meta)
 
 // commit applies op, which fits the document's current length, to the
 // cached rope and writes the op log entry, the (client, seq) record, the
-// metadata and, when due, a snapshot.
+// metadata and, when due, a snapshot; and it prunes the oldest entries
+// the log no longer needs.
 func (d *Domain) commit(
 	tx storage.ReadWriter, req fsm.Request, cmd SubmitCommand, op Op, m meta,
 ) (fsm.Output, error) {
@@ -333,7 +358,7 @@ func (d *Domain) commit(
 		Time: req.Time, Index: req.Index}
 	encoded := entry.appendBinary(nil)
 	next := meta{rev: rev, length: uint64(op.TargetLen()), snapRev: m.snapRev,
-		sinceSnap: m.sinceSnap + uint64(len(encoded))}
+		sinceSnap: m.sinceSnap + uint64(len(encoded)), pruned: m.pruned}
 	var snapshot string
 	if snapshotDue(next) {
 		snapshot = doc.rope.String()
@@ -341,7 +366,11 @@ func (d *Domain) commit(
 	}
 	d.cache.applied(doc, rev)
 
-	if err := writeCommit(tx, cmd, entry, encoded, next, snapshot); err != nil {
+	err = d.prune(tx, cmd.Doc, &next)
+	if err == nil {
+		err = writeCommit(tx, cmd, entry, encoded, next, snapshot)
+	}
+	if err != nil {
 		// The rope is ahead of what was written: forget it.
 		d.cache.drop(cmd.Doc)
 		return fsm.Output{}, err
@@ -376,6 +405,50 @@ func writeCommit(tx storage.ReadWriter, cmd SubmitCommand, entry LogEntry, encod
 		}
 	}
 	return tx.Set(metaKey(cmd.Doc), next.appendBinary(nil))
+}
+
+// pruneBatch is the most op log entries Apply drops per applied op. More
+// than one, so that the log catches up after the prune revision jumps to
+// a new snapshot; few, so that no op pays for many. One op adds one entry,
+// so a backlog of n entries is gone after about n/(pruneBatch-1) ops.
+const pruneBatch = 4
+
+// pruneTarget returns the highest revision the log of a document at m may
+// drop: none that an edit within maxBehind may be transformed against, and
+// none after the latest snapshot, which reads of the text replay.
+func pruneTarget(m meta, maxBehind uint64) uint64 {
+	if m.rev <= maxBehind {
+		return 0
+	}
+	return min(m.snapRev, m.rev-maxBehind)
+}
+
+// prune drops up to pruneBatch of the oldest log entries at or below the
+// prune target of next, each with the (client, seq) record that points at
+// it, and advances next.pruned past them. It depends on stored state
+// only, so every node drops the same entries with the same op.
+func (d *Domain) prune(tx storage.ReadWriter, id string, next *meta) error {
+	target := pruneTarget(*next, d.maxBehind)
+	for n := 0; n < pruneBatch && next.pruned < target; n++ {
+		rev := next.pruned + 1
+		e, err := readEntry(tx, id, rev)
+		if err != nil {
+			return fmt.Errorf("text: prune op %d of %q: %w", rev, id, err)
+		}
+		switch at, ok, err := seenRev(tx, id, e.Client, e.Seq); {
+		case err != nil:
+			return fmt.Errorf("text: prune op %d of %q: %w", rev, id, err)
+		case ok && at == rev:
+			if err := tx.Delete(seenKey(id, e.Client, e.Seq)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Delete(logKey(id, rev)); err != nil {
+			return err
+		}
+		next.pruned = rev
+	}
+	return nil
 }
 
 // cachedRope returns the cached rope of a document at revision m.rev,

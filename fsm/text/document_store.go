@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/shoal-db/shoal/fsm"
 	"github.com/shoal-db/shoal/storage"
 )
 
@@ -13,19 +14,32 @@ import (
 // ends it and one document's keys never run into another's.
 //
 //	text/m/{id}                    meta: revision, length, snapshot revision,
-//	                               log bytes since the snapshot
+//	                               log bytes since the snapshot, and the
+//	                               highest revision pruned from the log
 //	text/o/{id}/{rev}              op log entry of revision rev (8-byte
-//	                               big-endian), see LogEntry.appendBinary
+//	                               big-endian), see LogEntry.appendBinary;
+//	                               only revisions above the pruned one
 //	text/s/{id}                    latest snapshot: its revision (8 bytes)
 //	                               then the whole text at that revision
 //	text/c/{id}/{client}/{seq}     revision (8 bytes) of the op a client
-//	                               submitted with seq (8 bytes)
+//	                               submitted with seq (8 bytes); only for
+//	                               ops still in the log
 //
-// TODO(text): the op log and the (client, seq) records are kept forever,
-// about 40 and 30 bytes per keystroke; drop the entries below the latest
-// snapshot that are more than MaxBehind revisions old (and the records
-// that point at them), keeping what GET .../ops and event streams resume
-// from, once a retention rule for clients that come back later is chosen.
+// # Retention
+//
+// An op log entry is needed for as long as an edit may be transformed
+// against it (its revision is within MaxBehind of the current one) or a
+// read of the text replays it (it is after the latest snapshot). Apply
+// drops the entries at and below min(snapshot revision, revision -
+// MaxBehind), oldest first, a few per applied op (pruneBatch), with the
+// (client, seq) record of each; meta.pruned is the highest revision
+// dropped. So the log holds revisions pruned+1 to rev, every read of the
+// text still finds what it needs, and a read of the ops after a revision
+// below pruned is CodeHistoryTruncated rather than a silent gap.
+//
+// Without the records of pruned ops a resend of one of them is no longer
+// recognized as a repeat; it is rejected all the same, since the revision
+// it was made against is more than MaxBehind behind by then.
 var (
 	prefixMeta = []byte("text/m/")
 	prefixLog  = []byte("text/o/")
@@ -57,8 +71,14 @@ func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 // errCorrupt marks stored values this build cannot decode.
 var errCorrupt = errors.New("text: corrupt stored value")
 
-// metaVersion is the encoding version of meta and of log entries.
-const metaVersion = 1
+// metaVersion is the encoding version of log entries and of the meta of
+// a document that has pruned nothing; metaVersionPruned adds the pruned
+// revision to the meta, so that a document keeps the first form, byte for
+// byte, until it prunes.
+const (
+	metaVersion       = 1
+	metaVersionPruned = 2
+)
 
 // meta is what a document's metadata key holds. A document with rev 0 does
 // not exist.
@@ -67,24 +87,44 @@ type meta struct {
 	length    uint64 // code points
 	snapRev   uint64 // revision of the latest snapshot; 0 if none
 	sinceSnap uint64 // bytes of log entries after snapRev
+	pruned    uint64 // the log holds revisions pruned+1 to rev; 0 if all
 }
 
 func (m meta) appendBinary(buf []byte) []byte {
-	buf = append(buf, metaVersion)
+	version := byte(metaVersion)
+	if m.pruned > 0 {
+		version = metaVersionPruned
+	}
+	buf = append(buf, version)
 	buf = binary.AppendUvarint(buf, m.rev)
 	buf = binary.AppendUvarint(buf, m.length)
 	buf = binary.AppendUvarint(buf, m.snapRev)
-	return binary.AppendUvarint(buf, m.sinceSnap)
+	buf = binary.AppendUvarint(buf, m.sinceSnap)
+	if version == metaVersionPruned {
+		buf = binary.AppendUvarint(buf, m.pruned)
+	}
+	return buf
 }
 
 func decodeMeta(raw []byte) (meta, error) {
 	d := decoder{buf: raw}
-	if v := d.byte(); v != metaVersion {
+	v := d.byte()
+	if v != metaVersion && v != metaVersionPruned {
 		return meta{}, fmt.Errorf("%w: meta version %d", errCorrupt, v)
 	}
 	m := meta{rev: d.uvarint(), length: d.uvarint(), snapRev: d.uvarint(),
 		sinceSnap: d.uvarint()}
-	return m, d.end()
+	if v == metaVersionPruned {
+		m.pruned = d.uvarint()
+	}
+	if err := d.end(); err != nil {
+		return meta{}, err
+	}
+	if m.pruned > m.snapRev || m.snapRev > m.rev {
+		return meta{}, fmt.Errorf("%w: meta with pruned %d, snapshot %d, revision %d",
+			errCorrupt, m.pruned, m.snapRev, m.rev)
+	}
+	return m, nil
 }
 
 // readMeta returns a document's metadata; a missing document has the zero
@@ -303,15 +343,53 @@ func Head(r storage.Reader, id string) (uint64, error) {
 	return m.rev, nil
 }
 
+// CodeHistoryTruncated is the code of the *fsm.Error that Ops and
+// CheckFrom return for a revision whose next ops the log no longer holds
+// (see Retention in document_store.go); the api package answers it with
+// 410 Gone. A reader that gets it reads the current text instead and
+// follows the document from its revision.
+const CodeHistoryTruncated = "history_truncated"
+
+// historyTruncated returns the CodeHistoryTruncated error of a read of the
+// ops after revision from.
+func historyTruncated(id string, from uint64, m meta) error {
+	return fsm.Errorf(CodeHistoryTruncated,
+		"the op log of document %q no longer holds the ops after revision %d: it starts "+
+			"after revision %d (current revision %d); read the current text and follow "+
+			"the document from its revision", id, from, m.pruned, m.rev)
+}
+
+// CheckFrom returns nil if the ops after revision from of a document are
+// all in its log (or it has no ops), and a *fsm.Error with
+// CodeHistoryTruncated if some were pruned.
+func CheckFrom(r storage.Reader, id string, from uint64) error {
+	m, _, err := readMeta(r, id)
+	if err != nil {
+		return err
+	}
+	if from < m.pruned {
+		return historyTruncated(id, from, m)
+	}
+	return nil
+}
+
 // Ops returns up to limit log entries after revision from, in order, and
-// the document's current revision; storage.ErrNotFound if it has no ops.
-// With a consistent view, fewer than limit entries means the last one is
-// at the current revision.
+// the document's current revision; storage.ErrNotFound if it has no ops,
+// a *fsm.Error with CodeHistoryTruncated if the entries after from were
+// pruned. With a consistent view, fewer than limit entries means the last
+// one is at the current revision.
 func Ops(r storage.Reader, id string, from uint64, limit int) ([]LogEntry, uint64, error) {
-	rev, err := Head(r, id)
+	m, ok, err := readMeta(r, id)
 	if err != nil {
 		return nil, 0, err
 	}
+	if !ok {
+		return nil, 0, storage.ErrNotFound
+	}
+	if from < m.pruned {
+		return nil, m.rev, historyTruncated(id, from, m)
+	}
+	rev := m.rev
 	entries := []LogEntry{}
 	if from >= rev || limit <= 0 {
 		return entries, rev, nil
