@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-db/shoal/client"
@@ -176,7 +175,7 @@ type CommentsOptions struct {
 	// DefaultCommentsConcurrency. Comments are always created one at a
 	// time, in time order.
 	Concurrency int
-	// Progress receives progress bars; nil means none.
+	// Progress receives the progress (see progress); nil means none.
 	Progress io.Writer
 	// Seed orders the votes; votes are cast in a seeded random order so
 	// that concurrent voters work on different comments.
@@ -256,11 +255,11 @@ func Comments(
 	var maxIndex atomic.Uint64
 
 	// Create the comments in order; each waits for its parent's id.
-	bar := newCommentsBar(opts.Progress, len(file.Comments), "comments", "comments")
+	bar := newProgress(opts.Progress, len(file.Comments), "comments", "comments")
 	start := time.Now()
 	for _, fc := range file.Comments {
 		if err := ctx.Err(); err != nil {
-			finishBar(bar, err)
+			bar.finish(err)
 			return report, fmt.Errorf("replay: comments stopped: %w", err)
 		}
 		nc := client.NewComment{Author: fc.Author, Body: commentBody(fc.BodyChars)}
@@ -281,11 +280,9 @@ func Comments(
 		report.IDs[fc.ID] = created.ID
 		report.Created++
 		storeMax(&maxIndex, created.Index)
-		if bar != nil {
-			_ = bar.Add(1)
-		}
+		bar.add(1)
 	}
-	finishBar(bar, nil)
+	bar.finish(nil)
 	report.CreateElapsed = time.Since(start)
 
 	// Cast the votes in a seeded random order, many at a time.
@@ -307,7 +304,7 @@ func Comments(
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x5eed))
 	rng.Shuffle(len(votes), func(i, j int) { votes[i], votes[j] = votes[j], votes[i] })
 
-	bar = newCommentsBar(opts.Progress, len(votes), "votes", "votes")
+	bar = newProgress(opts.Progress, len(votes), "votes", "votes")
 	var voted atomic.Int64
 	var next atomic.Int64
 	start = time.Now()
@@ -333,14 +330,12 @@ func Comments(
 					voted.Add(1)
 					storeMax(&maxIndex, reply.Index)
 				}
-				if bar != nil {
-					_ = bar.Add(1)
-				}
+				bar.add(1)
 			}
 		})
 	}
 	err = group.Wait()
-	finishBar(bar, err)
+	bar.finish(err)
 	report.VoteElapsed = time.Since(start)
 	report.Voted = int(voted.Load())
 	report.MinIndex = maxIndex.Load()
@@ -406,34 +401,5 @@ func (f *failureLog) add(err error) {
 	f.count++
 	if f.first == nil {
 		f.first = err
-	}
-}
-
-// newCommentsBar returns a bar of total steps on w, or nil when w is nil.
-func newCommentsBar(w io.Writer, total int, description, unit string) *progressbar.ProgressBar {
-	if w == nil {
-		return nil
-	}
-	return progressbar.NewOptions(total,
-		progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription(description),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString(unit),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
-	)
-}
-
-// finishBar completes bar, or leaves it where it stopped after err.
-func finishBar(bar *progressbar.ProgressBar, err error) {
-	if bar == nil {
-		return
-	}
-	if err == nil {
-		_ = bar.Finish()
-	} else {
-		_ = bar.Exit()
 	}
 }

@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/apd/v3"
-	"github.com/schollz/progressbar/v3"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-db/shoal/client"
@@ -172,7 +171,7 @@ type StocksOptions struct {
 	// DefaultStocksConcurrency. The writes of one symbol are sent one after
 	// another in date order, so more writers than symbols do not help.
 	Concurrency int
-	// Progress receives a progress bar; nil means none.
+	// Progress receives the progress (see progress); nil means none.
 	Progress io.Writer
 }
 
@@ -235,7 +234,7 @@ func Stocks(
 
 	workers := cmp.Or(opts.Concurrency, DefaultStocksConcurrency)
 	queues := partitionBySymbol(quotes, workers)
-	bar := newProgressBar(opts.Progress, len(quotes))
+	bar := newProgress(opts.Progress, len(quotes), "stocks", "quotes")
 
 	// Run the writers; each counts into the shared tallies.
 	var (
@@ -267,23 +266,15 @@ func Stocks(
 					written.Add(1)
 					storeMax(&maxIndex, reply.Index)
 				}
-				if bar != nil {
-					_ = bar.Add(1)
-				}
+				bar.add(1)
 			}
 			return nil
 		})
 	}
 	err = group.Wait()
 
-	// Close the bar and fill in the report.
-	if bar != nil {
-		if err == nil {
-			_ = bar.Finish()
-		} else {
-			_ = bar.Exit()
-		}
-	}
+	// Close the progress and fill in the report.
+	bar.finish(err)
 	report.Elapsed = time.Since(start)
 	report.Written = int(written.Load())
 	report.Errors = int(failed.Load())
@@ -316,23 +307,6 @@ func partitionBySymbol(quotes []StockQuote, workers int) [][]StockQuote {
 		queues[i] = append(queues[i], q)
 	}
 	return queues
-}
-
-// newProgressBar returns a bar of total steps on w, or nil when w is nil.
-func newProgressBar(w io.Writer, total int) *progressbar.ProgressBar {
-	if w == nil {
-		return nil
-	}
-	return progressbar.NewOptions(total,
-		progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription("stocks"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("quotes"),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
-	)
 }
 
 // storeMax raises v to n if n is larger.

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
-	"github.com/schollz/progressbar/v3"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-db/shoal/client"
@@ -51,8 +50,8 @@ type TextOptions struct {
 	// len], and the nodes verified at the end. Empty means every address
 	// of the client.
 	Addrs []string
-	// Progress receives a progress bar of acknowledged transactions; nil
-	// means none.
+	// Progress receives the progress of acknowledged transactions (see
+	// progress); nil means none.
 	Progress io.Writer
 	// Docs is the number of documents the trace is replayed into at once,
 	// each with its own clients, for the throughput of many documents;
@@ -222,10 +221,10 @@ func Text(
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	bar := newTextBar(opts.Progress, len(trace.Txns)*opts.Docs)
+	bar := newProgress(opts.Progress, len(trace.Txns)*opts.Docs, "text", "edits")
 	if opts.Docs == 1 {
 		report, err := replayOne(ctx, c, trace, opts, bar)
-		finishTextBar(bar, err)
+		bar.finish(err)
 		return report, err
 	}
 
@@ -242,7 +241,7 @@ func Text(
 		})
 	}
 	err := group.Wait()
-	finishTextBar(bar, err)
+	bar.finish(err)
 	return mergeTextReports(opts.Doc, reports), err
 }
 
@@ -278,7 +277,7 @@ func mergeTextReports(doc string, reports []TextReport) TextReport {
 // replayOne replays the trace into the one document opts.Doc.
 func replayOne(
 	ctx context.Context, c *client.Client, trace *TextTrace, opts TextOptions,
-	bar *progressbar.ProgressBar,
+	bar *progress,
 ) (TextReport, error) {
 	run := &textRun{
 		client: c, trace: trace, opts: opts, bar: bar,
@@ -311,24 +310,12 @@ func replayOne(
 	return report, err
 }
 
-// finishTextBar completes the bar, or leaves it where it stopped on an error.
-func finishTextBar(bar *progressbar.ProgressBar, err error) {
-	if bar == nil {
-		return
-	}
-	if err == nil {
-		_ = bar.Finish()
-	} else {
-		_ = bar.Exit()
-	}
-}
-
 // textRun is the state of one call of Text.
 type textRun struct {
 	client *client.Client
 	trace  *TextTrace
 	opts   TextOptions
-	bar    *progressbar.ProgressBar
+	bar    *progress
 
 	docs    []*client.Doc
 	clients []*textClient
@@ -346,10 +333,10 @@ type textRun struct {
 type textClient struct {
 	commit, request *hdrhistogram.Histogram
 	acked           int
-	bar             *progressbar.ProgressBar
+	bar             *progress
 }
 
-func newTextClient(bar *progressbar.ProgressBar) *textClient {
+func newTextClient(bar *progress) *textClient {
 	return &textClient{
 		commit:  hdrhistogram.New(latencyMin, latencyMax, latencySigFigs),
 		request: hdrhistogram.New(latencyMin, latencyMax, latencySigFigs),
@@ -364,9 +351,7 @@ func (tc *textClient) onAck(ack client.DocAck) {
 	for _, at := range ack.Edits {
 		record(tc.commit, ack.Acked.Sub(at))
 	}
-	if tc.bar != nil {
-		_ = tc.bar.Add(len(ack.Edits))
-	}
+	tc.bar.add(len(ack.Edits))
 }
 
 func record(h *hdrhistogram.Histogram, d time.Duration) {
@@ -583,24 +568,6 @@ func VerifyText(
 	}
 	wg.Wait()
 	return checks, nil
-}
-
-// newTextBar returns a bar of total transactions on w, or nil when w is
-// nil.
-func newTextBar(w io.Writer, total int) *progressbar.ProgressBar {
-	if w == nil {
-		return nil
-	}
-	return progressbar.NewOptions(total,
-		progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription("text"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("edits"),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
-	)
 }
 
 // randomSuffix returns 8 random hex digits.

@@ -571,9 +571,7 @@ func (r *textRun) typeConcurrent(
 	}
 	if skipped {
 		cr.broadcast()
-		if r.bar != nil {
-			_ = r.bar.Add(1)
-		}
+		r.bar.add(1)
 	}
 	return nil
 }
