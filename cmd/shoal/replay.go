@@ -60,7 +60,7 @@ node disagrees.`,
 				return err
 			}
 
-			// Replay, with the bar on stderr and the summary on stdout.
+			// Replay, with progress on stderr and the summary on stdout.
 			opts := replay.StocksOptions{Concurrency: concurrency, Progress: cmd.ErrOrStderr()}
 			if noProgress {
 				opts.Progress = nil
@@ -95,7 +95,7 @@ node disagrees.`,
 		"HTTP `ADDR` of a node (host:port or URL); repeat or separate with commas")
 	flags.IntVar(&concurrency, "concurrency", replay.DefaultStocksConcurrency,
 		"concurrent writers (at most one per symbol is busy at a time)")
-	flags.BoolVar(&noProgress, "no-progress", false, "do not draw a progress bar on stderr")
+	flags.BoolVar(&noProgress, "no-progress", false, "do not show progress on stderr")
 	flags.BoolVar(&verify, "verify", true, "read every symbol back from every node and compare")
 
 	replayCmd.AddCommand(stocksCmd)

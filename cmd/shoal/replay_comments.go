@@ -55,7 +55,7 @@ Without --thread the thread is named after the file's thread id, or
 				return err
 			}
 
-			// Replay, with the bars on stderr and the summary on stdout.
+			// Replay, with progress on stderr and the summary on stdout.
 			opts := replay.CommentsOptions{Thread: thread, Concurrency: concurrency,
 				Progress: cmd.ErrOrStderr()}
 			if noProgress {
@@ -100,7 +100,7 @@ Without --thread the thread is named after the file's thread id, or
 		"concurrent voters")
 	flags.IntVar(&pageSize, "page-size", replay.DefaultVerifyPageSize,
 		"page size of the verifying listings (1-100; small pages test the cursors)")
-	flags.BoolVar(&noProgress, "no-progress", false, "do not draw progress bars on stderr")
+	flags.BoolVar(&noProgress, "no-progress", false, "do not show progress on stderr")
 	flags.BoolVar(&verify, "verify", true, "read every listing back from every node and compare")
 
 	replayCmd.AddCommand(commentsCmd)

@@ -97,7 +97,7 @@ command exits non-zero when a client stopped or a text differs.`,
 		"documents to replay the trace into at once (ids DOC-1, DOC-2, ...)")
 	flags.IntVar(&limit, "limit", 0,
 		"replay only the first `N` transactions of a sequential trace")
-	flags.BoolVar(&noProgress, "no-progress", false, "do not draw a progress bar on stderr")
+	flags.BoolVar(&noProgress, "no-progress", false, "do not show progress on stderr")
 
 	replayCmd.AddCommand(textCmd)
 }
