@@ -16,7 +16,12 @@ package api
 //	                          {"ops": [{"rev", "op", "client", "seq",
 //	                          "time"}...], "rev": current}, the ops after
 //	                          REV in order; none if REV is at or past the
-//	                          current revision; 404 without ops
+//	                          current revision; 404 without ops; 410
+//	                          history_truncated if the log no longer
+//	                          holds the ops after REV (see text's
+//	                          Retention; the message names the revision
+//	                          the log starts after): read the document
+//	                          and follow it from its revision instead
 //	GET  /v1/docs/{id}/events server-sent events, see docEvents
 //
 // A document id is 1 to 256 bytes of UTF-8 without '/' or control
@@ -242,6 +247,14 @@ func (s *Server) CloseStreams() {
 // one sent. If the node drops the subscription (the stream fell too far
 // behind) or a revision is missing, it resubscribes and reads the log
 // again.
+//
+// A start revision whose next ops the log no longer holds is answered
+// like GET .../ops: 410 with code history_truncated, before the stream
+// starts. If the stream falls that far behind once started, it sends one
+// event of type "error" whose data is the same JSON error body,
+// {"error": {"code": "history_truncated", "message"}}, and ends. Either
+// way the client is to read the document's current text and stream from
+// its revision.
 func (s *Server) docEvents(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := text.ValidDocID(id); err != nil {
@@ -274,6 +287,9 @@ func (s *Server) docEvents(w http.ResponseWriter, r *http.Request) {
 			writeError(w, err)
 			return
 		}
+	} else if err := text.CheckFrom(s.node.State(), id, from); err != nil {
+		writeError(w, err)
+		return
 	}
 
 	h := w.Header()
@@ -369,9 +385,16 @@ func (s *Server) sendLogged(stream *eventStream, id string) error {
 		}
 		entries, rev, err := text.Ops(snap, id, stream.sent, ssePage)
 		snap.Close()
+		var fe *fsm.Error
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
 			return nil
+		case errors.As(err, &fe) && fe.Code == text.CodeHistoryTruncated:
+			// Tell the client, which cannot go on from here, and end.
+			if err := stream.error(fe); err != nil {
+				return err
+			}
+			return err
 		case err != nil:
 			return err
 		}
@@ -403,6 +426,15 @@ func (es *eventStream) event(rev uint64, data json.RawMessage, flush bool) error
 	}
 	es.sent = rev
 	return nil
+}
+
+// error sends an event of type "error" with the JSON error body of fe, as
+// a reply would carry it, and flushes.
+func (es *eventStream) error(fe *fsm.Error) error {
+	data, _ := json.Marshal(map[string]any{
+		"error": map[string]string{"code": fe.Code, "message": fe.Message},
+	})
+	return es.write(fmt.Sprintf("event: error\ndata: %s\n\n", data), true)
 }
 
 // comment sends a comment line, which clients ignore, and flushes.

@@ -34,6 +34,12 @@ type docNode struct {
 
 func startDocNode(t *testing.T) *docNode {
 	t.Helper()
+	return startDocNodeWith(t, text.Config{})
+}
+
+// startDocNodeWith starts a one-node cluster whose text domain has cfg.
+func startDocNodeWith(t *testing.T, textCfg text.Config) *docNode {
+	t.Helper()
 	freeAddr := func() string {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
@@ -44,7 +50,7 @@ func startDocNode(t *testing.T) *docNode {
 	cfg := node.DefaultConfig()
 	cfg.ID, cfg.HTTPAddr, cfg.RaftAddr = "n1", freeAddr(), freeAddr()
 	cfg.DataDir, cfg.Bootstrap, cfg.Logger = t.TempDir(), true, quiet
-	cfg.Domains = map[fsm.DomainID]fsm.Domain{fsm.DomainText: text.NewDomain(text.Config{})}
+	cfg.Domains = map[fsm.DomainID]fsm.Domain{fsm.DomainText: text.NewDomain(textCfg)}
 	n, err := node.Open(cfg)
 	require.NoError(t, err)
 
@@ -502,4 +508,123 @@ func TestDocEventsCatchUpAfterDrop(t *testing.T) {
 	}
 	require.Equal(t, want.Text, got)
 	require.Equal(t, uint64(writers*each+1), want.Rev)
+}
+
+// pruneDoc submits edits of document doc until its op log no longer holds
+// the ops after revision 1, and returns the revision the log starts
+// after, as the 410 reply names it, and the document's revision.
+func pruneDoc(t *testing.T, dn *docNode, doc string) (floor, rev uint64) {
+	t.Helper()
+	dn.submit(t, doc, 0, "w", 1, `["start"]`)
+	rev = 1
+	// Long inserts, so that snapshots come every few ops.
+	line := strings.Repeat("0123456789", 30)
+	for text.CheckFrom(dn.node.State(), doc, 1) == nil {
+		require.Less(t, rev, uint64(2000), "the log was never pruned")
+		reply := dn.submit(t, doc, rev, "w", rev+1,
+			fmt.Sprintf(`{"splice": [0, %d, %q]}`, min(rev, 300), line))
+		rev = reply.Rev
+	}
+
+	status, raw := dn.do(t, http.MethodGet, "/v1/docs/"+doc+"/ops?from=0", "")
+	require.Equal(t, http.StatusGone, status, string(raw))
+	var body struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &body))
+	require.Equal(t, text.CodeHistoryTruncated, body.Error.Code)
+	_, err := fmt.Sscanf(body.Error.Message[strings.Index(body.Error.Message, "starts after"):],
+		"starts after revision %d", &floor)
+	require.NoError(t, err, body.Error.Message)
+	require.Greater(t, floor, uint64(1))
+	return floor, rev
+}
+
+// TestDocReadsBelowThePrunedFloor checks every reader of old revisions
+// once the log is pruned: GET .../ops and event streams below the floor
+// get 410 history_truncated, at and above it they work, and the text is
+// whole.
+func TestDocReadsBelowThePrunedFloor(t *testing.T) {
+	dn := startDocNodeWith(t, text.Config{MaxBehind: 5})
+	floor, rev := pruneDoc(t, dn, "d")
+	require.Less(t, floor, rev)
+
+	// The ops from the floor on are all there.
+	status, raw := dn.do(t, http.MethodGet,
+		fmt.Sprintf("/v1/docs/d/ops?from=%d&limit=10000", floor), "")
+	require.Equal(t, http.StatusOK, status, string(raw))
+	var list struct {
+		Ops []struct {
+			Rev uint64 `json:"rev"`
+		} `json:"ops"`
+		Rev uint64 `json:"rev"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &list))
+	require.Equal(t, rev, list.Rev)
+	require.Len(t, list.Ops, int(rev-floor))
+	require.Equal(t, floor+1, list.Ops[0].Rev)
+	status, raw = dn.do(t, http.MethodGet, fmt.Sprintf("/v1/docs/d/ops?from=%d", floor-1), "")
+	require.Equal(t, http.StatusGone, status, string(raw))
+	require.Contains(t, string(raw), `"code":"history_truncated"`)
+
+	// A stream that resumes below the floor is refused the same way,
+	// with Last-Event-ID or from.
+	for _, header := range []string{"Last-Event-ID", ""} {
+		req, err := http.NewRequest(http.MethodGet,
+			fmt.Sprintf("%s/v1/docs/d/events?from=%d", dn.http.URL, floor-1), nil)
+		require.NoError(t, err)
+		if header != "" {
+			req.URL.RawQuery = ""
+			req.Header.Set(header, strconv.FormatUint(floor-1, 10))
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusGone, resp.StatusCode, string(raw))
+		require.Contains(t, string(raw), `"code":"history_truncated"`)
+	}
+
+	// One from the floor streams the rest, and the text is exact.
+	stream := openStream(t, fmt.Sprintf("%s/v1/docs/d/events?from=%d", dn.http.URL, floor), "")
+	ev, err := stream.next()
+	require.NoError(t, err)
+	require.Equal(t, floor+1, ev.rev)
+	doc := dn.get(t, "d")
+	require.Equal(t, rev, doc.Rev)
+	require.True(t, strings.HasPrefix(doc.Text, strings.Repeat("0123456789", 30)))
+}
+
+// TestDocStreamThatFallsBelowTheFloorSaysSo runs the catch-up step of a
+// stream whose last revision sent the log no longer holds, as for a
+// stream that fell that far behind: it sends an error event the client
+// can act on and ends.
+func TestDocStreamThatFallsBelowTheFloorSaysSo(t *testing.T) {
+	dn := startDocNodeWith(t, text.Config{MaxBehind: 5})
+	floor, _ := pruneDoc(t, dn, "d")
+
+	rec := httptest.NewRecorder()
+	stream := &eventStream{w: rec, rc: http.NewResponseController(rec), sent: floor - 1}
+	err := dn.server.sendLogged(stream, "d")
+	var fe *fsm.Error
+	require.ErrorAs(t, err, &fe)
+	require.Equal(t, text.CodeHistoryTruncated, fe.Code)
+
+	body := rec.Body.String()
+	require.True(t, strings.HasPrefix(body, "event: error\ndata: "), body)
+	require.True(t, strings.HasSuffix(body, "\n\n"), body)
+	var data struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(strings.TrimSpace(
+		strings.TrimPrefix(body, "event: error\ndata: "))), &data))
+	require.Equal(t, text.CodeHistoryTruncated, data.Error.Code)
+	require.Contains(t, data.Error.Message, fmt.Sprintf("starts after revision %d", floor))
+	require.Equal(t, uint64(floor-1), stream.sent, "nothing was sent past the gap")
 }

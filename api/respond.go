@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/shoal-db/shoal/fsm"
+	"github.com/shoal-db/shoal/fsm/text"
 	"github.com/shoal-db/shoal/node"
 	"github.com/shoal-db/shoal/storage"
 )
@@ -47,6 +48,8 @@ func statusOf(err error) *apiError {
 			fsm.CodeForbidden: http.StatusForbidden,
 			fsm.CodeConflict:  http.StatusConflict,
 			fsm.CodeTooLarge:  http.StatusRequestEntityTooLarge,
+
+			text.CodeHistoryTruncated: http.StatusGone, // ops the log no longer holds
 		}[fe.Code]
 		if status == 0 {
 			status = http.StatusBadRequest
