@@ -2,7 +2,10 @@ package node
 
 import (
 	"context"
+	"io"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/shoal-db/shoal/fsm"
 )
@@ -54,10 +57,6 @@ func (n *Node) afterApply(entries int, took time.Duration) {
 	observeApply(entries, took)
 	events := n.pendingEvents
 	n.pendingEvents = nil
-	box := n.applyObserver.Load()
-	if box == nil {
-		return
-	}
 	// The FSM only moves the applied index on this goroutine, so it is
 	// the last index of the batch just applied.
 	last := n.fsm.AppliedIndex()
@@ -65,7 +64,36 @@ func (n *Node) afterApply(entries int, took time.Duration) {
 	if uint64(entries) > last {
 		first = 1
 	}
+	// Raft keeps a new leader's no-op and barrier entries from the state
+	// machine, so entries does not count them and a batch after them
+	// seems to start past the previous one. Unless a snapshot replaced
+	// the state in between, the batch follows on from the last one.
+	if prev := n.observedLast; prev > 0 && !n.restored && first > prev+1 {
+		first = prev + 1
+	}
+	n.observedLast, n.restored = last, false
+
+	box := n.applyObserver.Load()
+	if box == nil {
+		return
+	}
 	box.observer.Applied(events, first, last)
+}
+
+// restoreNoting is the state machine as Raft sees it: it notes each
+// snapshot restore, which Raft runs on the apply goroutine, for afterApply.
+type restoreNoting struct {
+	*fsm.FSM
+	node *Node
+}
+
+// Raft batches applies only for a state machine that says it can.
+var _ raft.BatchingFSM = restoreNoting{}
+
+// Restore implements raft.FSM.
+func (r restoreNoting) Restore(rc io.ReadCloser) error {
+	r.node.restored = true
+	return r.FSM.Restore(rc)
 }
 
 // WaitApplied blocks until this node has applied index or ctx ends.

@@ -172,11 +172,22 @@ type testCluster struct {
 // leader and every member's address.
 func startCluster(t *testing.T, size int) *testCluster {
 	t.Helper()
+	return startClusterWith(t, size, func(*node.Config) {})
+}
+
+// startClusterWith is startCluster with every node's configuration first
+// changed by configure.
+func startClusterWith(t *testing.T, size int, configure func(*node.Config)) *testCluster {
+	t.Helper()
 	ids := []string{"n1", "n2", "n3", "n4", "n5"}[:size]
-	first := startNode(t, ids[0], func(c *node.Config) { c.Bootstrap = true })
+	first := startNode(t, ids[0], func(c *node.Config) {
+		configure(c)
+		c.Bootstrap = true
+	})
 	c := &testCluster{t: t, nodes: []*testNode{first}}
 	for _, id := range ids[1:] {
 		c.nodes = append(c.nodes, startNode(t, id, func(cfg *node.Config) {
+			configure(cfg)
 			cfg.Join = first.cfg.HTTPAddr
 		}))
 	}

@@ -69,9 +69,13 @@ type Node struct {
 
 	events *broker
 
-	// applyObserver and pendingEvents feed the hot tier; see applied.go.
+	// applyObserver and pendingEvents feed the hot tier; observedLast
+	// and restored let it tell a snapshot restore from log entries that
+	// never reach the state; see applied.go.
 	applyObserver atomic.Pointer[observerBox]
 	pendingEvents []fsm.Event
+	observedLast  uint64
+	restored      bool
 
 	// readyTerm is the term in which this node, as leader, has applied
 	// everything committed by earlier leaders; reads at Strong wait for it.
@@ -174,7 +178,9 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("node: inspect raft state: %w", err)
 	}
-	if n.raft, err = raft.NewRaft(rc, n.fsm, n.logs, n.logs, n.snaps, n.trans); err != nil {
+	n.observedLast = n.fsm.AppliedIndex()
+	if n.raft, err = raft.NewRaft(rc, restoreNoting{n.fsm, n}, n.logs, n.logs, n.snaps,
+		n.trans); err != nil {
 		return fmt.Errorf("node: start raft: %w", err)
 	}
 
