@@ -29,6 +29,14 @@ const (
 // ErrDocClosed is returned by the methods of a Doc after Close.
 var ErrDocClosed = errors.New("client: document closed")
 
+// ErrHistoryTruncated is returned (wrapped) by a Doc that fell so far
+// behind that the server's op log no longer holds the ops after its
+// revision while it had local edits the server had not acknowledged:
+// they were made against a revision nothing can transform any more, and
+// the Doc stops. Without pending edits a Doc recovers by itself: it
+// replaces its copy with the current text (see DocChange.Reset).
+var ErrHistoryTruncated = errors.New("client: the op log no longer holds the document's revision")
+
 // DocConfig configures a Doc. The zero value is ready to use.
 type DocConfig struct {
 	// ClientID names this editing session in the document's log; the
@@ -42,7 +50,9 @@ type DocConfig struct {
 	Node string
 	// FromStart rebuilds the text from the empty document at revision 0
 	// and the whole op log, instead of starting from the text a node
-	// holds now.
+	// holds now. If the log no longer starts at revision 1 (the server
+	// prunes old ops), the Doc starts from the current text instead, with
+	// one DocChange whose Reset is set.
 	FromStart bool
 	// GapTimeout is how long revisions may be missing (a submit reply
 	// named a revision the stream has not delivered) before the Doc reads
@@ -77,8 +87,13 @@ type DocChange struct {
 	// Rev is the server revision the copy reflects after the change (for
 	// a local edit, the one it reflected before).
 	Rev uint64
-	// Client is the author's client id.
+	// Client is the author's client id; empty for a reset.
 	Client string
+	// Reset reports that the copy fell behind further than the server's
+	// op log reaches and was replaced by the current text: Op deletes the
+	// whole old text and inserts the new one, and the ops in between are
+	// not reported.
+	Reset bool
 }
 
 // DocAck describes one local op the server acknowledged.
@@ -112,6 +127,9 @@ type DocStats struct {
 	Reconnects int
 	// GapFills counts reads of the op log that filled missing revisions.
 	GapFills int
+	// Resets counts the times the copy was replaced by the current text
+	// because the op log no longer held the revisions after it.
+	Resets int
 }
 
 // TextView is read access to a Doc's local copy, valid only during the
@@ -134,7 +152,9 @@ type TextView interface {
 //
 // The stream reconnects, to the next node when one fails, resuming after
 // the last revision it holds; revisions it misses are read from the op
-// log. A submit that fails is sent again with the same (client, seq), so
+// log. If the server has pruned them from its log (410
+// history_truncated), the Doc reads the current text and goes on from
+// there, or stops with ErrHistoryTruncated if it has local edits pending. A submit that fails is sent again with the same (client, seq), so
 // the server applies it once however often it arrives.
 //
 // A Doc is safe for concurrent use by many goroutines. Local edits from
@@ -654,6 +674,12 @@ func (d *Doc) gapLoop() {
 			if d.ctx.Err() != nil {
 				return
 			}
+			if IsHistoryTruncated(err) {
+				if err = d.resync(err); err == nil {
+					backoffs = 0
+					continue
+				}
+			}
 			progressed := false
 			d.mu.Lock()
 			if err == nil {
@@ -702,6 +728,13 @@ func (d *Doc) streamLoop() {
 		stop()
 		if d.ctx.Err() != nil {
 			return
+		}
+		if IsHistoryTruncated(err) {
+			// The node is fine; the copy must start over from its text.
+			if err = d.resync(err); err == nil {
+				backoffs = 0
+				continue
+			}
 		}
 
 		// Move on to the next node, unless Reconnect chose one.
@@ -766,6 +799,9 @@ func (d *Doc) stream(ctx context.Context, addr string) (delivered bool, err erro
 		if err != nil {
 			return delivered, err
 		}
+		if ev.kind == "error" {
+			return delivered, parseEventError(ev, addr)
+		}
 		if ev.data == "" || (ev.kind != "" && ev.kind != "message" && ev.kind != "op") {
 			continue // a comment, heartbeat or event of another kind
 		}
@@ -779,4 +815,66 @@ func (d *Doc) stream(ctx context.Context, addr string) (delivered bool, err erro
 		d.offerLocked(true, op)
 		d.mu.Unlock()
 	}
+}
+
+// resync replaces the copy with a node's current text after the op log
+// answered cause, a history_truncated error: it no longer holds the ops
+// after the copy's revision. A copy with pending local edits cannot be
+// carried over, and the Doc stops with ErrHistoryTruncated. It returns an
+// error if the text could not be read or is not ahead of the copy, to be
+// tried again later.
+func (d *Doc) resync(cause error) error {
+	d.mu.Lock()
+	minIndex := d.maxIndex
+	err := d.core.resettable()
+	if err != nil {
+		d.failLocked(fmt.Errorf("client: document %s at revision %d: %w (%v)", d.id,
+			d.core.rev, err, cause))
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+
+	doc, err := d.api.GetDoc(d.ctx, d.id, ReadOptions{MinIndex: minIndex})
+	if err != nil {
+		return fmt.Errorf("client: document %s: read the text to resync: %w", d.id, err)
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.err != nil:
+		return d.err
+	case doc.Rev <= d.core.rev:
+		// Another resync or the stream got there first, or the node that
+		// answered lags the one whose log was truncated.
+		return fmt.Errorf("client: document %s: node %s is at revision %d, the copy at %d",
+			d.id, doc.Node, doc.Rev, d.core.rev)
+	}
+	old := d.core.text.Len()
+	from := d.core.rev
+	if err := d.core.reset(doc.Text, doc.Rev); err != nil {
+		// A local edit came in while the text was read.
+		d.failLocked(fmt.Errorf("client: document %s at revision %d: %w (%v)", d.id, from,
+			err, cause))
+		return err
+	}
+	d.stats.Resets++
+	d.logger.Info("document copy reset to the current text: the op log no longer holds "+
+		"the revisions after it", "from_rev", from, "rev", doc.Rev, "node", doc.Node)
+	if d.cfg.OnChange != nil {
+		op, err := text.FromSplice(0, old, doc.Text, old)
+		if err == nil {
+			d.cfg.OnChange(DocChange{Op: op, Rev: doc.Rev, Reset: true})
+		}
+	}
+	// Ops that arrived ahead of the new revision go on from it.
+	if next, ok := d.core.early[doc.Rev+1]; ok {
+		d.offerLocked(false, next)
+		return nil
+	}
+	d.checkGapLocked(false)
+	d.notifyLocked()
+	return nil
 }

@@ -135,7 +135,10 @@ func (c *Client) GetDoc(ctx context.Context, id string, opts ReadOptions) (Docum
 }
 
 // DocOps reads up to limit ops of a document's log after revision from
-// (limit <= 0 leaves the page size to the server).
+// (limit <= 0 leaves the page size to the server). If the server no
+// longer keeps the ops after from, the error is an *APIError with status
+// 410 (see IsHistoryTruncated): read the document with GetDoc and go on
+// from its revision.
 func (c *Client) DocOps(
 	ctx context.Context, id string, from uint64, limit int, opts ReadOptions,
 ) (DocOpList, error) {
@@ -170,4 +173,13 @@ func docIdempotencyKey(id, clientID string, seq uint64) string {
 	}
 	sum := sha256.Sum256([]byte(id + "\x00" + clientID))
 	return "doc:" + hex.EncodeToString(sum[:]) + ":" + strconv.FormatUint(seq, 10)
+}
+
+// IsHistoryTruncated reports whether err is (or wraps) the answer of a
+// node whose op log no longer holds the ops after the revision asked for:
+// a 410 reply or an error event of a document stream, both with code
+// history_truncated.
+func IsHistoryTruncated(err error) bool {
+	var apiErr *APIError
+	return errors.As(err, &apiErr) && apiErr.Code == text.CodeHistoryTruncated
 }

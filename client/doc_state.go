@@ -185,6 +185,34 @@ func (c *docCore) offer(op DocOp) (steps []docStep, send bool, err error) {
 	return steps, send, nil
 }
 
+// resettable returns nil if the copy may be replaced by a later text of
+// the server, and an error wrapping ErrHistoryTruncated if local edits
+// are pending: they were made against the copy's revision.
+func (c *docCore) resettable() error {
+	if c.inflight != nil {
+		return fmt.Errorf("%w: local edits are pending (seq %d made against revision %d)",
+			ErrHistoryTruncated, c.inflight.seq, c.inflight.baseRev)
+	}
+	return nil
+}
+
+// reset replaces the copy with the server's text s at revision rev, ahead
+// of the copy, when the ops in between can no longer be had. Ops held
+// early stay if they are beyond rev. It fails, changing nothing, if local
+// edits are pending (see resettable).
+func (c *docCore) reset(s string, rev uint64) error {
+	if err := c.resettable(); err != nil {
+		return err
+	}
+	c.text, c.rev = text.NewRope(s), rev
+	for r := range c.early {
+		if r <= rev {
+			delete(c.early, r)
+		}
+	}
+	return nil
+}
+
 // gap reports whether committed ops beyond the next revision are waiting
 // for the ones in between.
 func (c *docCore) gap() bool { return len(c.early) > 0 }

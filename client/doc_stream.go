@@ -125,3 +125,24 @@ func parseEventOp(ev sseEvent) (DocOp, error) {
 	}
 	return DocOp{Rev: data.Rev, Op: op, Client: data.Client, Seq: data.Seq}, nil
 }
+
+// parseEventError turns an event of type "error", whose data is an error
+// body as replies carry it, into an *APIError; one of code
+// history_truncated gets the status a reply of that code has, 410.
+func parseEventError(ev sseEvent, addr string) error {
+	var wire struct {
+		Error *struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(ev.data), &wire); err != nil || wire.Error == nil {
+		return fmt.Errorf("client: event stream from %s: bad error event %q", addr, ev.data)
+	}
+	status := http.StatusInternalServerError
+	if wire.Error.Code == text.CodeHistoryTruncated {
+		status = http.StatusGone
+	}
+	return &APIError{Status: status, Code: wire.Error.Code, Message: wire.Error.Message,
+		Addr: addr}
+}
