@@ -88,6 +88,10 @@ type Node struct {
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	// closeOnce makes a second Close return the first one's error.
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open starts a node: it opens or creates the data directory, restores
@@ -226,7 +230,13 @@ func (n *Node) catchUpFromSnapshot() error {
 
 // Close leaves Raft running no more and closes the stores. The node's
 // membership is unchanged: a restarted node takes its place again.
+// Calling Close again returns the first call's error.
 func (n *Node) Close() error {
+	n.closeOnce.Do(func() { n.closeErr = n.close() })
+	return n.closeErr
+}
+
+func (n *Node) close() error {
 	close(n.stop)
 	var errs []error
 	if n.raft != nil {
@@ -485,9 +495,15 @@ func (n *Node) proposeLocal(ctx context.Context, cmd fsm.Command) (*fsm.Result, 
 		return nil, err
 	}
 
+	// raft reads a timeout of zero as "wait for ever" to enqueue, so a
+	// caller whose deadline has already passed is answered before anything
+	// is proposed.
 	timeout := n.cfg.ApplyTimeout
 	if deadline, ok := ctx.Deadline(); ok {
 		timeout = time.Until(deadline)
+		if timeout <= 0 {
+			return nil, fmt.Errorf("%w: deadline passed before proposing", ErrTimeout)
+		}
 	}
 	future := n.raft.Apply(data, timeout)
 	if err := future.Error(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shoal-db/shoal/fsm"
+	"github.com/shoal-db/shoal/fsm/stocks"
 	"github.com/shoal-db/shoal/node"
 	"github.com/shoal-db/shoal/transport"
 )
@@ -386,4 +387,31 @@ func TestRestartedFollowerCatchesUp(t *testing.T) {
 		require.Equal(t, "5", quote(t, back, "RST").Price)
 		require.Equal(t, result.Index, quote(t, back, "RST").Index)
 	}
+}
+
+// A caller whose deadline has passed is answered with ErrTimeout and
+// nothing is proposed: raft would read the non-positive timeout as
+// "wait for ever".
+func TestProposeAfterDeadlineProposesNothing(t *testing.T) {
+	c := startCluster(t, 1)
+	only := c.leader()
+	before := only.AppliedIndex()
+
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	_, err := only.Propose(ctx, putQuote("LATE", "1", ""))
+	require.ErrorIs(t, err, node.ErrTimeout)
+
+	// A later write lands right after the last one: nothing came between.
+	result := propose(t, only, putQuote("ONTIME", "1", ""))
+	require.Equal(t, before+1, result.Index)
+	_, err = stocks.Get(only.State(), "LATE")
+	require.Error(t, err)
+}
+
+func TestCloseTwiceReturnsTheFirstResult(t *testing.T) {
+	c := startCluster(t, 1)
+	only := c.leader()
+	only.stop(t)
+	require.NoError(t, only.Node.Close(), "a second Close")
 }

@@ -167,8 +167,12 @@ func Handler(target Leader) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+PathPropose, func(w http.ResponseWriter, r *http.Request) {
 		cmd, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCommandBytes))
-		if err != nil {
+		if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
 			http.Error(w, "command too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		if err != nil {
+			http.Error(w, "read command: "+err.Error(), http.StatusBadRequest)
 			return
 		}
 		var decoded fsm.Command

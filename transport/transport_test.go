@@ -387,3 +387,30 @@ func TestDialMapMalformed(t *testing.T) {
 		require.ErrorContains(t, err, DialMapEnv, "spec %q", spec)
 	}
 }
+
+// failingBody gives some bytes, then fails as a dropped connection does.
+type failingBody struct{ sent bool }
+
+func (b *failingBody) Read(p []byte) (int, error) {
+	if b.sent {
+		return 0, io.ErrUnexpectedEOF
+	}
+	b.sent = true
+	return copy(p, "\x01"), nil
+}
+
+func (b *failingBody) Close() error { return nil }
+
+// A body that breaks off is a bad request, not a command too large, and
+// never reaches the leader. A real server cannot be made to fail a read
+// on cue, so the handler is called directly.
+func TestHandlerBodyReadError(t *testing.T) {
+	leader := newStubLeader("n2")
+	req := httptest.NewRequest(http.MethodPost, PathPropose, &failingBody{})
+	req.Header.Set(HeaderFrom, "n2")
+	rec := httptest.NewRecorder()
+	Handler(leader).ServeHTTP(rec, req)
+	require.Equal(t, http.StatusBadRequest, rec.Code, rec.Body.String())
+	proposed, _ := leader.calls()
+	require.Zero(t, proposed)
+}
