@@ -377,12 +377,17 @@ func fingerprint(cmd *Command) []byte {
 // to answer without proposing; the FSM applies the same rule to every
 // committed command.
 //
-// A result is remembered for the FSM's idempotency window of leader time,
-// counted on the idempotency clock (the latest leader time of a command
-// carried out, or cmd.Time if that is later). A client that retries after
-// the window gets a fresh apply, and may then reuse the key for anything.
-// r may still hold an expired result, which is deleted a few at a time;
-// Remembered never answers with one.
+// A result is remembered for the FSM's idempotency window of leader time
+// (Config.IdempotencyWindow), counted on the idempotency clock: the latest
+// leader time of a command carried out, or cmd.Time if that is later. A
+// client that retries after the window gets a fresh apply, and the key is
+// then free for any request. r may still hold expired results, which are
+// deleted a few per write; Remembered never answers with one.
+//
+// NB: a caller that answers from a node's state before proposing, with
+// cmd.Time unset, counts on that node's clock, which only moves when a
+// write is applied; it may answer a retry a little past the window with
+// the first result, never a retry within it with anything else.
 func Remembered(r storage.Reader, cmd *Command) (*Result, bool) {
 	first, ok := lookupRemembered(r, cmd.IdempotencyKey)
 	if !ok || !first.live(max(readIdemClock(r), cmd.Time)) {
