@@ -23,7 +23,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 build: ## build bin/shoal
-	$(GO) build -o $(BIN) ./cmd/shoal
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/shoal
 
 run: build ## start a local cluster of $(NODES) nodes in $(DATA) (Ctrl-C stops it)
 	./$(BIN) cluster up --nodes $(NODES) --dir $(DATA)
