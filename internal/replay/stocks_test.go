@@ -246,6 +246,7 @@ func TestVerifyReportsMismatchAndUnreadableNode(t *testing.T) {
 	assert.Contains(t, out.String(), "TSLA  574     MISMATCH on http://127.0.0.1:")
 	assert.Contains(t, out.String(), ": has 555.38")
 	assert.Contains(t, out.String(), ": error: shoal: 400 bad_request")
+	assert.Contains(t, out.String(), "written by hand", "a wrong price comes with its likely cause")
 	t.Log("\n" + out.String())
 }
 

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"text/tabwriter"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -40,6 +41,8 @@ type VerifyResult struct {
 	Want string
 	// Got is the price the node holds, empty when the read failed.
 	Got string
+	// GotTime is the time of the quote the node holds.
+	GotTime time.Time
 	// Err is the read's error.
 	Err error
 }
@@ -78,6 +81,7 @@ func (r VerifyReport) Err() error {
 // every node holds it, otherwise a MISMATCH line per node that differs.
 func (r VerifyReport) Print(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	otherPrices := false
 	for _, symbol := range r.symbols() {
 		var want string
 		var bad []VerifyResult
@@ -102,13 +106,30 @@ func (r VerifyReport) Print(w io.Writer) error {
 				where += " (" + res.Node + ")"
 			}
 			got := "has " + res.Got
+			if !res.GotTime.IsZero() {
+				got += " (quote time " + res.GotTime.UTC().Format(time.RFC3339) + ")"
+			}
 			if res.Err != nil {
 				got = "error: " + res.Err.Error()
+			} else {
+				otherPrices = true
 			}
 			fmt.Fprintf(tw, "%s\t%s\tMISMATCH on %s: %s\n", symbol, want, where, got)
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if otherPrices {
+		// The usual cause: a quote written by hand without a time is
+		// stamped now, and every quote of the file is older than it.
+		_, err := fmt.Fprintln(w, "A different price with a quote time after the file's last close "+
+			"usually means a quote was written by hand (without a time it is stamped now): "+
+			"the latest quote by time wins, so the file's older quotes leave it. "+
+			"Replay into a fresh cluster to check the file alone.")
+		return err
+	}
+	return nil
 }
 
 // symbols returns the symbols of the results in their order.
@@ -171,7 +192,7 @@ func Verify(
 				MinIndex: minIndex,
 				Node:     res.Addr,
 			})
-			res.Node, res.Got, res.Err = q.Node, q.Price, err
+			res.Node, res.Got, res.GotTime, res.Err = q.Node, q.Price, q.Time, err
 			return nil
 		})
 	}
