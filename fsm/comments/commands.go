@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/shoal-db/shoal/fsm"
@@ -160,10 +162,14 @@ func (c LikeCommand) Validate() error {
 
 // Encode validates cmd and returns the operation code and payload to
 // propose it under fsm.DomainComments. The error, if any, is the *fsm.Error
-// of Validate. Encoding before validating would be wrong: JSON replaces
-// invalid UTF-8 with U+FFFD, so Apply could not see it any more.
+// of Validate or of checkNames. Encoding before validating would be wrong:
+// JSON replaces invalid UTF-8 with U+FFFD, so Apply could not see it any
+// more.
 func Encode(cmd Command) (op uint8, payload []byte, err error) {
 	if err := cmd.Validate(); err != nil {
+		return 0, nil, err
+	}
+	if err := checkNames(cmd); err != nil {
 		return 0, nil, err
 	}
 	payload, err = json.Marshal(cmd)
@@ -237,6 +243,34 @@ func checkUser(field, user string) error {
 			field, len(user), MaxUserLen)
 	case !utf8.ValidString(user):
 		return fsm.Errorf(fsm.CodeInvalid, "%s is not valid UTF-8", field)
+	}
+	return nil
+}
+
+// checkNames rejects a command whose thread, author or user contains a
+// control character (Unicode category Cc: C0, DEL and C1), the rule for
+// document and client ids too. Encode checks it and Decode does not: the
+// rule came after the log format, and an entry committed before it must
+// apply as it did, so that replaying an old log gives the same state.
+func checkNames(cmd Command) error {
+	var names [][2]string // field, value
+	switch c := cmd.(type) {
+	case CreateCommand:
+		names = [][2]string{{"thread", c.Thread}, {"author", c.Author}}
+	case EditCommand:
+		names = [][2]string{{"author", c.Author}}
+	case DeleteCommand:
+		names = [][2]string{{"author", c.Author}}
+	case VoteCommand:
+		names = [][2]string{{"user", c.User}}
+	case LikeCommand:
+		names = [][2]string{{"user", c.User}}
+	}
+	for _, name := range names {
+		if strings.ContainsFunc(name[1], unicode.IsControl) {
+			return fsm.Errorf(fsm.CodeInvalid, "%s %q contains a control character",
+				name[0], name[1])
+		}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -272,9 +273,12 @@ func TestListingsMatchBruteForce(t *testing.T) {
 				}
 			}
 
-			op, payload, err := Encode(cmd)
+			// Not Encode, which refuses new names with control characters:
+			// the thread "t/x\x00y" stands for one an older log holds.
+			require.NoError(rt, cmd.Validate())
+			payload, err := json.Marshal(cmd)
 			require.NoError(rt, err)
-			_, err = e.applyRaw(op, payload, now)
+			_, err = e.applyRaw(cmd.Op(), payload, now)
 			require.Equal(rt, wantCode, errCode(err), "step %d %#v: %v", i, cmd, err)
 		}
 
