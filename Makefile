@@ -4,6 +4,9 @@ GO        ?= go
 BIN       := bin/shoal
 DATA      ?= ./data
 NODES     ?= 3
+# Ports of node 1 of a new cluster in $(DATA); node i uses base+i-1.
+HTTP_BASE ?= 8081
+RAFT_BASE ?= 9081
 # Integration tests start real node processes of this binary.
 export SHOAL_BIN := $(CURDIR)/$(BIN)
 # How long `make fuzz-short` runs each fuzz target: a count of executions
@@ -17,16 +20,32 @@ CHAOS_DURATION ?= 5m
 # With redis-server installed, `make chaos` runs reads through the hot tier.
 CHAOS_FLAGS ?= $(if $(shell command -v redis-server),--redis,)
 
+# `make run` passes --nodes, --http-base and --raft-base only when they
+# are given (make run NODES=5): a directory that already holds a cluster
+# keeps its own, and `cluster up` refuses flags that disagree with them.
+UP_FLAGS = $(if $(filter-out file,$(origin NODES)),--nodes $(NODES)) \
+	$(if $(filter-out file,$(origin HTTP_BASE)),--http-base $(HTTP_BASE)) \
+	$(if $(filter-out file,$(origin RAFT_BASE)),--raft-base $(RAFT_BASE))
+
 .PHONY: help build run test test-short lint bench fuzz fuzz-short chaos clean
 
+# help shows each target's comment with the variables in it replaced by
+# their values: "$$(NODES) nodes" reads "3 nodes".
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
+	  NODES='$(NODES)' DATA='$(DATA)' HTTP_BASE='$(HTTP_BASE)' RAFT_BASE='$(RAFT_BASE)' \
+	  FUZZTIME='$(FUZZTIME)' CHAOS_DURATION='$(CHAOS_DURATION)' \
+	  awk -F':.*## ' '{ text = $$2; \
+	    while (match(text, /\$$\([A-Z_]+\)/)) { \
+	      name = substr(text, RSTART + 2, RLENGTH - 3); \
+	      text = substr(text, 1, RSTART - 1) ENVIRON[name] substr(text, RSTART + RLENGTH) } \
+	    printf "  make %-11s %s\n", $$1, text }'
 
 build: ## build bin/shoal
 	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/shoal
 
-run: build ## start a local cluster of $(NODES) nodes in $(DATA) (Ctrl-C stops it)
-	./$(BIN) cluster up --nodes $(NODES) --dir $(DATA)
+run: build ## start a local cluster of $(NODES) nodes in $(DATA), HTTP from port $(HTTP_BASE), Raft from $(RAFT_BASE) (Ctrl-C stops it)
+	./$(BIN) cluster up --dir $(DATA) $(UP_FLAGS)
 
 test: build ## run every test, integration tests with real node processes included
 	$(GO) vet ./...

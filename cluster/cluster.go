@@ -9,6 +9,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -77,6 +79,20 @@ type State struct {
 	NodeArgs []string  `json:"node_args,omitempty"`
 	Redis    string    `json:"redis,omitempty"`
 	Members  []*Member `json:"members"`
+
+	// Supervisor is the process that started the nodes and watches them
+	// (`shoal cluster up`, or a test); `shoal cluster restart` refuses to
+	// start a node that no supervisor would watch.
+	Supervisor *Process `json:"supervisor,omitempty"`
+}
+
+// Process names one process for as long as it lives: a pid alone may be
+// reused by a later process, the pair of pid and start time is not.
+type Process struct {
+	Pid int `json:"pid"`
+	// Start is the process's start time in clock ticks since boot, field
+	// 22 of /proc/PID/stat.
+	Start uint64 `json:"start"`
 }
 
 // Cluster is a running local cluster. Its methods are safe for concurrent
@@ -119,6 +135,10 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		if cfg.Redis != "" {
 			c.state.Redis = cfg.Redis
 		}
+		if err := checkPortsFree(c.state.Members); err != nil {
+			return nil, err
+		}
+		c.state.Supervisor = self()
 		for _, m := range c.state.Members {
 			if err := c.startProcess(m, nil); err != nil {
 				c.Close()
@@ -148,7 +168,8 @@ func (c *Cluster) startNew(ctx context.Context) error {
 	if c.cfg.Nodes < 1 {
 		return errors.New("cluster: at least one node is needed")
 	}
-	c.state = State{Binary: c.cfg.Binary, NodeArgs: c.cfg.NodeArgs, Redis: c.cfg.Redis}
+	c.state = State{Binary: c.cfg.Binary, NodeArgs: c.cfg.NodeArgs, Redis: c.cfg.Redis,
+		Supervisor: self()}
 	for i := 1; i <= c.cfg.Nodes; i++ {
 		m, err := c.newMember(i)
 		if err != nil {
@@ -156,13 +177,16 @@ func (c *Cluster) startNew(ctx context.Context) error {
 		}
 		c.state.Members = append(c.state.Members, m)
 	}
+	if err := checkPortsFree(c.state.Members); err != nil {
+		return err
+	}
 
 	first := c.state.Members[0]
 	if err := c.startProcess(first, []string{"--bootstrap"}); err != nil {
 		return err
 	}
-	if err := waitReady(ctx, first.HTTP); err != nil {
-		return fmt.Errorf("cluster: %s did not become ready: %w (see %s)", first.ID, err, first.Log)
+	if err := c.waitReady(ctx, *first, nil); err != nil {
+		return err
 	}
 	for _, m := range c.state.Members[1:] {
 		if err := c.startProcess(m, []string{"--join", first.HTTP}); err != nil {
@@ -364,20 +388,23 @@ func (c *Cluster) Grow(ctx context.Context) (Member, error) {
 	if err := c.save(); err != nil {
 		return Member{}, err
 	}
-	return *m, waitReady(ctx, m.HTTP)
+	return *m, c.waitReady(ctx, *m, nil)
 }
 
-// WaitReady waits until every running node answers /readyz with 200.
+// WaitReady waits until every running node answers /readyz with 200 as
+// itself (its X-Shoal-Node header names it). It fails early when one of
+// them exits, with the last lines of its log, or when another process
+// answers on a node's address.
 func (c *Cluster) WaitReady(ctx context.Context) error {
+	var waiting []Member
 	for _, m := range c.Members() {
-		c.mu.Lock()
-		_, running := c.running[m.ID]
-		c.mu.Unlock()
-		if !running {
-			continue
+		if c.Running(m.ID) {
+			waiting = append(waiting, m)
 		}
-		if err := waitReady(ctx, m.HTTP); err != nil {
-			return fmt.Errorf("cluster: %s not ready: %w (see %s)", m.ID, err, m.Log)
+	}
+	for _, m := range waiting {
+		if err := c.waitReady(ctx, m, waiting); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -429,27 +456,121 @@ func Load(dir string) (State, error) {
 	return state, nil
 }
 
-// waitReady polls addr's /readyz until it answers 200 or ctx ends.
-func waitReady(ctx context.Context, addr string) error {
+// waitReady polls m's /readyz until m answers 200 or ctx ends. It fails
+// at once when a node of another process answers on m's address, and when
+// the process started for m, or for any member of others (which m may
+// need for a quorum), exits.
+func (c *Cluster) waitReady(ctx context.Context, m Member, others []Member) error {
 	client := &http.Client{Timeout: time.Second}
 	var last error
 	for {
-		resp, err := client.Get("http://" + addr + "/readyz")
+		if err := c.checkExited(append([]Member{m}, others...)); err != nil {
+			return err
+		}
+		resp, err := client.Get("http://" + m.HTTP + "/readyz")
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			if id := resp.Header.Get(nodeHeader); id != m.ID {
+				// Our process may have died of the clash meanwhile:
+				// its log says why, which is the better message.
+				if err := c.checkExited([]Member{m}); err != nil {
+					return err
+				}
+				return fmt.Errorf("cluster: %s answers as node %q, not as %s: another "+
+					"process holds %s's HTTP port (another cluster?); see %s",
+					m.HTTP, id, m.ID, m.ID, m.Log)
+			}
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
-			err = fmt.Errorf("%s: %s", resp.Status, body)
+			err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
 		}
 		last = err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+			return fmt.Errorf("cluster: %s not ready: %w (last: %v); see %s", m.ID, ctx.Err(),
+				last, m.Log)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// nodeHeader is the response header in which a node names itself.
+const nodeHeader = "X-Shoal-Node"
+
+// checkExited returns an error when the process this Cluster started for
+// one of members has exited without being stopped, quoting the end of its
+// log.
+func (c *Cluster) checkExited(members []Member) error {
+	for _, m := range members {
+		c.mu.Lock()
+		_, running := c.running[m.ID]
+		done := c.exited[m.ID]
+		c.mu.Unlock()
+		if !running || done == nil {
+			continue
+		}
+		select {
+		case <-done:
+		default:
+			continue
+		}
+		// Kill and Stop forget a process only after it exited; a member
+		// still in running after a moment's grace died by itself.
+		time.Sleep(10 * time.Millisecond)
+		if !c.Running(m.ID) {
+			continue
+		}
+		tail := logTail(m.Log, 3)
+		if tail == "" {
+			return fmt.Errorf("cluster: %s exited at start; see %s", m.ID, m.Log)
+		}
+		return fmt.Errorf("cluster: %s exited at start: %s (see %s)", m.ID, tail, m.Log)
+	}
+	return nil
+}
+
+// logTail returns the last n non-empty lines of the log at path, joined
+// by " | ", or "" if it cannot be read.
+func logTail(path string, n int) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	if len(raw) > 64<<10 {
+		raw = raw[len(raw)-64<<10:]
+	}
+	var lines []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// ErrPortInUse is returned by Start when a node's address is taken.
+var ErrPortInUse = errors.New("cluster: port in use")
+
+// checkPortsFree fails when one of the members' HTTP or Raft addresses is
+// taken, naming the member and the address: a node would fail to bind it,
+// and another node already listening there would answer in its place.
+func checkPortsFree(members []*Member) error {
+	for _, m := range members {
+		for _, a := range []struct{ kind, addr string }{{"HTTP", m.HTTP}, {"Raft", m.Raft}} {
+			l, err := net.Listen("tcp", a.addr)
+			if err != nil {
+				return fmt.Errorf("%w: %s's %s address %s is taken by another process "+
+					"(another cluster?): %v", ErrPortInUse, m.ID, a.kind, a.addr, err)
+			}
+			l.Close()
+		}
+	}
+	return nil
 }
 
 // handedOut remembers every port FreePort returned in this process: the

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +40,51 @@ func Alive(m Member) bool {
 	}
 	return false
 }
+
+// self returns this process as a Supervisor.
+func self() *Process {
+	start, _ := processStart(os.Getpid())
+	return &Process{Pid: os.Getpid(), Start: start}
+}
+
+// processStart returns the start time of process pid in clock ticks since
+// boot (field 22 of /proc/PID/stat), or false if there is no such live
+// process.
+func processStart(pid int) (uint64, bool) {
+	if pid <= 0 {
+		return 0, false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name, field 2, is in parentheses and may hold spaces:
+	// count fields after its closing parenthesis, starting at field 3.
+	end := strings.LastIndexByte(string(stat), ')')
+	if end < 0 {
+		return 0, false
+	}
+	fields := strings.Fields(string(stat[end+1:]))
+	if len(fields) < 20 || fields[0] == "Z" || fields[0] == "X" {
+		return 0, false
+	}
+	start, err := strconv.ParseUint(fields[19], 10, 64)
+	return start, err == nil
+}
+
+// SupervisorAlive reports whether the process recorded as the supervisor
+// of a cluster (`shoal cluster up`) is still running.
+func SupervisorAlive(state State) bool {
+	if state.Supervisor == nil {
+		return false
+	}
+	start, ok := processStart(state.Supervisor.Pid)
+	return ok && start == state.Supervisor.Start
+}
+
+// ErrNotSupervised is returned by StartDetached when no `shoal cluster up`
+// watches the cluster.
+var ErrNotSupervised = errors.New("cluster: the cluster is not running")
 
 // lookup returns the member id of the cluster in dir.
 func lookup(dir, id string) (State, int, error) {
@@ -89,6 +135,13 @@ func StartDetached(dir, id string) (Member, error) {
 	if Alive(*m) {
 		return *m, fmt.Errorf("cluster: %s is already running (pid %d)", id, m.Pid)
 	}
+	if !SupervisorAlive(state) {
+		// A node started now would run unwatched, be left running by the
+		// next `cluster up`, and point at the Redis of the last one.
+		return *m, fmt.Errorf("%w: no `shoal cluster up` runs for %s, so %s would run "+
+			"alone and unwatched; start the whole cluster with `shoal cluster up --dir %s`",
+			ErrNotSupervised, dir, id, dir)
+	}
 
 	args := []string{"node", "--id", m.ID, "--http", m.HTTP, "--raft", m.Raft, "--data", m.Data}
 	args = append(args, state.NodeArgs...)
@@ -116,18 +169,21 @@ func StartDetached(dir, id string) (Member, error) {
 	return *m, waitServing(*m, 10*time.Second)
 }
 
-// waitServing waits until m's process answers /healthz, and fails if it
-// exits first (a port in use, a bad flag).
+// waitServing waits until m's process answers /healthz as m, and fails if
+// it exits first (a port in use, a bad flag), quoting the end of its log.
 func waitServing(m Member, limit time.Duration) error {
 	client := &http.Client{Timeout: 500 * time.Millisecond}
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		if !Alive(m) {
+			if tail := logTail(m.Log, 3); tail != "" {
+				return fmt.Errorf("cluster: %s exited at start: %s (see %s)", m.ID, tail, m.Log)
+			}
 			return fmt.Errorf("cluster: %s exited at start; see %s", m.ID, m.Log)
 		}
 		if resp, err := client.Get("http://" + m.HTTP + "/healthz"); err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK && resp.Header.Get(nodeHeader) == m.ID {
 				return nil
 			}
 		}

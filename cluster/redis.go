@@ -90,6 +90,10 @@ func (r *Redis) Start(ctx context.Context) error {
 	}
 }
 
+// Exited returns a channel closed when the server process started last
+// exits, for whatever reason.
+func (r *Redis) Exited() <-chan struct{} { return r.done }
+
 // Kill stops the server with SIGKILL and waits for it to exit.
 func (r *Redis) Kill() { r.signal(syscall.SIGKILL) }
 

@@ -94,6 +94,9 @@ func dumpLogs(t testing.TB, dir string) {
 
 // Status is GET /v1/cluster as one node answers it.
 type Status struct {
+	// Node is the id of the node that answered, from its X-Shoal-Node
+	// header; it is not part of the JSON.
+	Node   string `json:"-"`
 	Leader string `json:"leader"`
 	Term   uint64 `json:"term"`
 	Nodes  []struct {
@@ -121,7 +124,9 @@ func QueryStatus(ctx context.Context, addr string) (Status, error) {
 	if resp.StatusCode != http.StatusOK {
 		return status, fmt.Errorf("%s answered %s", addr, resp.Status)
 	}
-	return status, json.NewDecoder(resp.Body).Decode(&status)
+	err = json.NewDecoder(resp.Body).Decode(&status)
+	status.Node = resp.Header.Get(nodeHeader)
+	return status, err
 }
 
 // Leader polls the running members until one of them names a leader that

@@ -53,12 +53,20 @@ up in the percentiles. It is a benchmark for people, not a timed test.`,
   shoal bench --workload hot-read --clients 16 --rate 3000 --duration 30s
   shoal bench --workload redis-get --redis 127.0.0.1:6379 --rate 3000`,
 		Args: cobra.NoArgs,
+		PreRunE: func(*cobra.Command, []string) error {
+			return checkBenchFlags(opts)
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			c, err := clientForAddrs(addrs)
 			if err != nil {
 				return err
+			}
+			if opts.Workload != bench.WorkloadRedisGet {
+				if err := probeCluster(ctx, addrs); err != nil {
+					return err
+				}
 			}
 			opts.Addrs = addrs
 			if opts.Consistency == "local" {
@@ -86,7 +94,8 @@ up in the percentiles. It is a benchmark for people, not a timed test.`,
 		"HTTP `ADDR` of a node (host:port or URL); repeat or separate with commas")
 	flags.StringVar(&opts.Workload, "workload", opts.Workload,
 		"what to send: "+strings.Join(bench.Workloads(), ", "))
-	flags.IntVar(&opts.Clients, "clients", opts.Clients, "concurrent clients")
+	flags.IntVar(&opts.Clients, "clients", opts.Clients, "concurrent clients (1-"+
+		fmt.Sprint(maxBenchClients)+")")
 	flags.DurationVar(&opts.Duration, "duration", opts.Duration, "how long to send requests")
 	flags.Float64Var(&opts.Rate, "rate", 0,
 		"total requests per second over all clients (0 = as fast as possible)")
@@ -103,6 +112,32 @@ up in the percentiles. It is a benchmark for people, not a timed test.`,
 	flags.StringVar(&opts.RedisAddr, "redis", "", "Redis `ADDR` of the redis-get workload")
 
 	rootCmd.AddCommand(benchCmd)
+}
+
+// maxBenchClients bounds --clients.
+const maxBenchClients = 10000
+
+// checkBenchFlags checks the flags of bench before it sends anything.
+func checkBenchFlags(opts bench.Options) error {
+	var redisErr error
+	if opts.Workload == bench.WorkloadRedisGet && opts.RedisAddr == "" {
+		redisErr = errors.New("--workload redis-get needs --redis ADDR")
+	}
+	var rateErr, fractionErr, writeRateErr error
+	if opts.Rate < 0 {
+		rateErr = fmt.Errorf("--rate %v: want 0 (as fast as possible) or more", opts.Rate)
+	}
+	if opts.ReadFraction < 0 || opts.ReadFraction > 1 {
+		fractionErr = fmt.Errorf("--read-fraction %v: want 0-1", opts.ReadFraction)
+	}
+	if opts.WriteRate < 0 {
+		writeRateErr = fmt.Errorf("--write-rate %v: want 0 or more", opts.WriteRate)
+	}
+	return firstError(checkOneOf("workload", opts.Workload, bench.Workloads()...),
+		checkInt("clients", opts.Clients, 1, maxBenchClients),
+		checkPositive("duration", opts.Duration), rateErr, fractionErr,
+		checkOneOf("consistency", opts.Consistency, "local", client.ConsistencyStrong),
+		writeRateErr, redisErr)
 }
 
 // interrupted reports whether err only says that the user pressed Ctrl-C

@@ -47,6 +47,12 @@ choices; it is printed so a run can be repeated.`,
   shoal chaos --faults partition --nodes 5 --visualize /tmp/history.html
   shoal chaos --redis --duration 2m`,
 		Args: cobra.NoArgs,
+		PreRunE: func(*cobra.Command, []string) error {
+			return firstError(checkPositive("duration", cfg.Duration),
+				checkInt("nodes", cfg.Nodes, 1, maxNodes),
+				checkInt("clients", cfg.Clients, 1, maxConcurrency),
+				checkInt("keys", cfg.Keys, 1, maxConcurrency))
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -2,19 +2,25 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"net"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/shoal-db/shoal/client"
 	"github.com/shoal-db/shoal/cluster"
 )
 
@@ -44,6 +50,12 @@ back. Ctrl-C stops every node gracefully.`,
 		Example: `  shoal cluster up
   shoal cluster up --nodes 5 --dir /tmp/shoal --http-base 7001 --raft-base 7101`,
 		Args: cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkUpFlags(cfg); err != nil {
+				return err
+			}
+			return checkFlagsAgainstDir(cmd, dir, cfg)
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			bin, err := os.Executable()
 			if err != nil {
@@ -53,9 +65,12 @@ back. Ctrl-C stops every node gracefully.`,
 			return clusterUp(cmd.OutOrStdout(), cfg)
 		},
 	}
-	up.Flags().IntVar(&cfg.Nodes, "nodes", 3, "number of nodes of a new cluster")
-	up.Flags().IntVar(&cfg.HTTPBase, "http-base", 8081, "HTTP port of node 1; node i uses base+i-1")
-	up.Flags().IntVar(&cfg.RaftBase, "raft-base", 9081, "Raft port of node 1; node i uses base+i-1")
+	up.Flags().IntVar(&cfg.Nodes, "nodes", 3, "number of nodes of a new cluster (1-"+
+		fmt.Sprint(maxNodes)+")")
+	up.Flags().IntVar(&cfg.HTTPBase, "http-base", 8081, "HTTP port of node 1 of a new "+
+		"cluster; node i uses base+i-1 (0: free ports)")
+	up.Flags().IntVar(&cfg.RaftBase, "raft-base", 9081, "Raft port of node 1 of a new "+
+		"cluster; node i uses base+i-1 (0: free ports)")
 	up.Flags().StringSliceVar(&cfg.NodeArgs, "node-arg", nil,
 		"extra flag for every node, repeatable (e.g. --node-arg=--snapshot-threshold=100)")
 	up.Flags().StringVar(&cfg.Redis, "redis", "", "host:port of a Redis for the hot tier; "+
@@ -111,20 +126,33 @@ func clusterUp(out io.Writer, cfg cluster.Config) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
+	out = &syncWriter{w: out}
+
 	redis, err := startClusterRedis(ctx, out, &cfg)
 	if err != nil {
 		return err
 	}
 	if redis != nil {
 		defer redis.Stop()
+		stopping := make(chan struct{})
+		defer close(stopping) // before redis.Stop: its exit is no news then
+		go watchRedis(out, redis, filepath.Join(cfg.Dir, "redis"), stopping)
 	}
 
-	fmt.Fprintf(out, "starting %d nodes in %s ...\n", cfg.Nodes, cfg.Dir)
+	starting := "starting %d nodes in %s ...\n"
+	if state, err := cluster.Load(cfg.Dir); err == nil {
+		starting, cfg.Nodes = "starting the %d nodes recorded in %s ...\n", len(state.Members)
+	}
+	fmt.Fprintf(out, starting, cfg.Nodes, cfg.Dir)
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	c, err := cluster.Start(startCtx, cfg)
 	cancel()
+	if errors.Is(err, cluster.ErrPortInUse) {
+		return fmt.Errorf("%w; nothing was started. Stop what holds the port, or start "+
+			"another cluster in a new --dir on other ports (--http-base, --raft-base)", err)
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("%w; every process it started is stopped", err)
 	}
 	defer func() {
 		fmt.Fprintln(out, "stopping the cluster ...")
@@ -138,10 +166,10 @@ func clusterUp(out io.Writer, cfg cluster.Config) error {
 
 	// Joins are recorded a moment after the nodes are ready; wait briefly
 	// so the first table shows every node.
-	status, _ := anyStatus(ctx, c.HTTPAddrs())
+	status, _ := anyStatus(ctx, targetsOf(c.Members()))
 	for wait := 0; wait < 40 && !allReachable(status); wait++ {
 		time.Sleep(50 * time.Millisecond)
-		status, _ = anyStatus(ctx, c.HTTPAddrs())
+		status, _ = anyStatus(ctx, targetsOf(c.Members()))
 	}
 	printTable(out, cfg.Dir, status, c.Members())
 	members := c.Members()
@@ -173,13 +201,13 @@ func watch(ctx context.Context, out io.Writer, c *cluster.Cluster, last cluster.
 			return
 		case <-time.After(250 * time.Millisecond):
 		}
-		var addrs []string
+		var members []cluster.Member
 		for _, m := range c.Members() {
 			if cluster.Alive(m) || c.Running(m.ID) {
-				addrs = append(addrs, m.HTTP)
+				members = append(members, m)
 			}
 		}
-		status, err := anyStatus(ctx, addrs)
+		status, err := anyStatus(ctx, targetsOf(members))
 		if err != nil {
 			continue
 		}
@@ -203,19 +231,46 @@ func watch(ctx context.Context, out io.Writer, c *cluster.Cluster, last cluster.
 	}
 }
 
+// target is a node to ask for the cluster status: its HTTP address and,
+// when known, the id it must answer as.
+type target struct {
+	addr, id string
+}
+
+// targetsOf returns the members as targets.
+func targetsOf(members []cluster.Member) []target {
+	out := make([]target, len(members))
+	for i, m := range members {
+		out[i] = target{addr: m.HTTP, id: m.ID}
+	}
+	return out
+}
+
 // anyStatus asks the given nodes in turn for the cluster status and
 // returns the leader's own answer when it can: a node that has just
-// restarted may not yet know how its peers are doing.
-func anyStatus(ctx context.Context, addrs []string) (cluster.Status, error) {
+// restarted may not yet know how its peers are doing. A node that
+// answers as another id than its target's (a node of another cluster on
+// the same port) is not asked again.
+func anyStatus(ctx context.Context, targets []target) (cluster.Status, error) {
+	expect := map[string]string{}
+	for _, t := range targets {
+		expect[t.addr] = t.id
+	}
 	query := func(addr string) (cluster.Status, error) {
 		qctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		return cluster.QueryStatus(qctx, addr)
+		status, err := cluster.QueryStatus(qctx, addr)
+		if id := expect[addr]; err == nil && id != "" && status.Node != id {
+			return cluster.Status{}, fmt.Errorf("%s answers as node %q, not as %s: a node "+
+				"of another cluster holds its port", addr, status.Node, id)
+		}
+		return status, err
 	}
 	var best cluster.Status
 	var lastErr error = fmt.Errorf("no node answered")
 	answered := false
-	for _, a := range addrs {
+	for _, t := range targets {
+		a := t.addr
 		status, err := query(a)
 		if err != nil {
 			if !answered {
@@ -240,27 +295,38 @@ func anyStatus(ctx context.Context, addrs []string) (cluster.Status, error) {
 	return best, lastErr
 }
 
+// clusterStatus prints the status of the cluster in dir, asked of its
+// running nodes only (a node of another cluster may hold the port of one
+// that is down), or of the nodes at addr.
 func clusterStatus(ctx context.Context, out io.Writer, dir, addr string) error {
 	var members []cluster.Member
-	addrs := []string{addr}
+	var targets []target
 	if addr == "" {
 		state, err := cluster.Load(dir)
 		if err != nil {
-			return fmt.Errorf("no cluster in %s (start one with `shoal cluster up`, or pass "+
-				"--addr): %w", dir, err)
+			return fmt.Errorf("no cluster in %s (start one with `shoal cluster up --dir %s`, "+
+				"or pass --addr): %w", dir, dir, err)
 		}
-		addrs = nil
 		for _, m := range state.Members {
 			members = append(members, *m)
-			addrs = append(addrs, m.HTTP)
+			if cluster.Alive(*m) {
+				targets = append(targets, target{addr: m.HTTP, id: m.ID})
+			}
+		}
+		if len(targets) == 0 {
+			return fmt.Errorf("no node of the cluster in %s is running (start it with "+
+				"`shoal cluster up --dir %s`)", dir, dir)
 		}
 	} else {
-		var err error
-		if addrs, err = splitAddrs(addr); err != nil {
+		addrs, err := splitAddrs(addr)
+		if err != nil {
 			return err
 		}
+		for _, a := range addrs {
+			targets = append(targets, target{addr: a})
+		}
 	}
-	status, err := anyStatus(ctx, addrs)
+	status, err := anyStatus(ctx, targets)
 	if err != nil {
 		return fmt.Errorf("no node answered: %w", err)
 	}
@@ -292,8 +358,13 @@ func printTable(out io.Writer, dir string, status cluster.Status, members []clus
 		if pid == "" {
 			pid = "?"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", n.ID, n.HTTP, n.Raft, pid, n.State,
-			n.AppliedIndex)
+		// An unreachable node's index is unknown, not 0.
+		applied := "-"
+		if n.State != client.StateUnreachable {
+			applied = fmt.Sprint(n.AppliedIndex)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, n.HTTP, n.Raft, pid, n.State,
+			applied)
 	}
 	_ = tw.Flush()
 	_ = dir
@@ -319,4 +390,113 @@ func shellPath(arg0 string) string {
 		return rel
 	}
 	return arg0
+}
+
+// maxNodes is the largest cluster `shoal cluster up` starts.
+const maxNodes = 99
+
+// checkUpFlags checks the numbers given to `cluster up` before anything
+// starts.
+func checkUpFlags(cfg cluster.Config) error {
+	if cfg.Nodes < 1 || cfg.Nodes > maxNodes {
+		return fmt.Errorf("--nodes %d: want 1-%d", cfg.Nodes, maxNodes)
+	}
+	last := 65535 - (cfg.Nodes - 1)
+	for _, f := range []struct {
+		name string
+		base int
+	}{{"--http-base", cfg.HTTPBase}, {"--raft-base", cfg.RaftBase}} {
+		if f.base != 0 && (f.base < 1 || f.base > last) {
+			return fmt.Errorf("%s %d: want 1-%d for %d nodes (node i uses base+i-1), or 0 "+
+				"for free ports", f.name, f.base, last, cfg.Nodes)
+		}
+	}
+	if h, r := cfg.HTTPBase, cfg.RaftBase; h != 0 && r != 0 && h < r+cfg.Nodes &&
+		r < h+cfg.Nodes {
+		return fmt.Errorf("--http-base %d and --raft-base %d: the ports of %d nodes overlap "+
+			"(%d-%d and %d-%d)", h, r, cfg.Nodes, h, h+cfg.Nodes-1, r, r+cfg.Nodes-1)
+	}
+	return nil
+}
+
+// checkFlagsAgainstDir refuses --nodes, --http-base, --raft-base and
+// --node-arg given explicitly for a directory that already holds a
+// cluster with other values: its nodes keep the addresses and flags they
+// were created with, as etcd members keep theirs.
+func checkFlagsAgainstDir(cmd *cobra.Command, dir string, cfg cluster.Config) error {
+	state, err := cluster.Load(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(state.Members) == 0 {
+		return fmt.Errorf("%s records no nodes; remove it or choose another --dir",
+			filepath.Join(dir, cluster.StateFile))
+	}
+	var https, rafts []string
+	for _, m := range state.Members {
+		https, rafts = append(https, m.HTTP), append(rafts, m.Raft)
+	}
+	holds := fmt.Sprintf("%s holds a cluster of %d nodes with HTTP on %s and Raft on %s",
+		dir, len(state.Members), strings.Join(https, ", "), strings.Join(rafts, ", "))
+	if len(state.NodeArgs) > 0 {
+		holds += fmt.Sprintf(", node flags %s", strings.Join(state.NodeArgs, " "))
+	}
+	port := func(addr string) int {
+		_, p, _ := net.SplitHostPort(addr)
+		n, _ := strconv.Atoi(p)
+		return n
+	}
+	var clash []string
+	flags := cmd.Flags()
+	if flags.Changed("nodes") && cfg.Nodes != len(state.Members) {
+		clash = append(clash, fmt.Sprintf("--nodes %d", cfg.Nodes))
+	}
+	if flags.Changed("http-base") && cfg.HTTPBase != port(https[0]) {
+		clash = append(clash, fmt.Sprintf("--http-base %d", cfg.HTTPBase))
+	}
+	if flags.Changed("raft-base") && cfg.RaftBase != port(rafts[0]) {
+		clash = append(clash, fmt.Sprintf("--raft-base %d", cfg.RaftBase))
+	}
+	if flags.Changed("node-arg") && !slices.Equal(cfg.NodeArgs, state.NodeArgs) {
+		clash = append(clash, "--node-arg "+strings.Join(cfg.NodeArgs, ","))
+	}
+	if len(clash) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s; its nodes keep what they were created with, so %s cannot apply. "+
+		"Leave the flag out to start that cluster again, or give a new --dir for a new "+
+		"cluster", holds, strings.Join(clash, " and "))
+}
+
+// watchRedis reports the Redis that `cluster up` started exiting before
+// up stops it.
+func watchRedis(out io.Writer, redis *cluster.Redis, dir string, stopping <-chan struct{}) {
+	select {
+	case <-stopping:
+		return
+	case <-redis.Exited():
+	}
+	select {
+	case <-stopping: // stopped meanwhile: expected
+		return
+	default:
+	}
+	fmt.Fprintf(out, "%s  redis-server on %s exited (see %s): the nodes read from Pebble "+
+		"until it is back; restart `cluster up` to start it again\n",
+		time.Now().Format("15:04:05.000"), redis.Addr(), filepath.Join(dir, "redis.log"))
+}
+
+// syncWriter serializes writes from the watchers of `cluster up`.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

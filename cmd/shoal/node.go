@@ -44,6 +44,21 @@ neither: its data directory remembers the cluster.`,
 		Example: `  shoal node --id n1 --http 127.0.0.1:8081 --raft 127.0.0.1:9081 --data data/n1 --bootstrap
   shoal node --id n2 --http 127.0.0.1:8082 --raft 127.0.0.1:9082 --data data/n2 --join 127.0.0.1:8081`,
 		Args: cobra.NoArgs,
+		PreRunE: func(*cobra.Command, []string) error {
+			if _, err := newLogger(logLevel); err != nil {
+				return err
+			}
+			return firstError(checkAtLeast("hot-reads", hot.HotReads, 0),
+				checkAtLeast("hot-max-bytes", hot.MaxValueBytes, 0),
+				checkNotNegative("hot-window", hot.HotWindow),
+				checkNotNegative("hot-max-age", hot.MaxAge),
+				checkNotNegative("hot-ttl", hot.RedisTTL),
+				checkNotNegative("hot-redis-timeout", hot.RedisTimeout),
+				checkNotNegative("snapshot-interval", cfg.SnapshotInterval),
+				checkNotNegative("heartbeat-timeout", cfg.HeartbeatTimeout),
+				checkNotNegative("election-timeout", cfg.ElectionTimeout),
+				checkNotNegative("leader-lease-timeout", cfg.LeaderLeaseTimeout))
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
 			if cfg.HTTPAddr, err = addr.Normalize(httpAddr); err != nil {

@@ -13,6 +13,13 @@ import (
 	"github.com/shoal-db/shoal/internal/replay"
 )
 
+// maxConcurrency bounds the --concurrency of the replays: far more
+// concurrent requests than that only queue up.
+const maxConcurrency = 1000
+
+// maxListLimit is the largest limit of a comment listing the API takes.
+const maxListLimit = 100
+
 // defaultClientAddrs are the HTTP addresses of the local cluster that
 // `shoal cluster up` starts with its default flags.
 var defaultClientAddrs = []string{"127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083"}
@@ -52,11 +59,17 @@ node disagrees.`,
 		Example: `  shoal replay stocks ../shared/data/stocks_daily.csv
   shoal replay stocks stocks.csv --addr 127.0.0.1:8081,127.0.0.1:8082 --concurrency 4`,
 		Args: cobra.ExactArgs(1),
+		PreRunE: func(*cobra.Command, []string) error {
+			return checkInt("concurrency", concurrency, 1, maxConcurrency)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			c, err := clientForAddrs(addrs)
 			if err != nil {
+				return err
+			}
+			if err := probeCluster(ctx, addrs); err != nil {
 				return err
 			}
 
@@ -94,7 +107,8 @@ node disagrees.`,
 	flags.StringSliceVar(&addrs, "addr", defaultClientAddrs,
 		"HTTP `ADDR` of a node (host:port or URL); repeat or separate with commas")
 	flags.IntVar(&concurrency, "concurrency", replay.DefaultStocksConcurrency,
-		"concurrent writers (at most one per symbol is busy at a time)")
+		"concurrent writers, 1-"+fmt.Sprint(maxConcurrency)+
+			" (at most one per symbol is busy at a time)")
 	flags.BoolVar(&noProgress, "no-progress", false, "do not show progress on stderr")
 	flags.BoolVar(&verify, "verify", true, "read every symbol back from every node and compare")
 

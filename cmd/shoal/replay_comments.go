@@ -47,11 +47,18 @@ Without --thread the thread is named after the file's thread id, or
 		Example: `  shoal replay comments ../shared/data/reddit_thread.jsonl
   shoal replay comments thread.jsonl --addr 127.0.0.1:8081 --concurrency 64`,
 		Args: cobra.ExactArgs(1),
+		PreRunE: func(*cobra.Command, []string) error {
+			return firstError(checkInt("concurrency", concurrency, 1, maxConcurrency),
+				checkInt("page-size", pageSize, 1, maxListLimit))
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			c, err := clientForAddrs(addrs)
 			if err != nil {
+				return err
+			}
+			if err := probeCluster(ctx, addrs); err != nil {
 				return err
 			}
 
@@ -97,9 +104,10 @@ Without --thread the thread is named after the file's thread id, or
 	flags.StringVar(&thread, "thread", "",
 		"name of the thread to create (default: the file's thread id, made unique)")
 	flags.IntVar(&concurrency, "concurrency", replay.DefaultCommentsConcurrency,
-		"concurrent voters")
+		"concurrent voters, 1-"+fmt.Sprint(maxConcurrency))
 	flags.IntVar(&pageSize, "page-size", replay.DefaultVerifyPageSize,
-		"page size of the verifying listings (1-100; small pages test the cursors)")
+		fmt.Sprintf("page size of the verifying listings (1-%d; small pages test the cursors)",
+			maxListLimit))
 	flags.BoolVar(&noProgress, "no-progress", false, "do not show progress on stderr")
 	flags.BoolVar(&verify, "verify", true, "read every listing back from every node and compare")
 

@@ -48,11 +48,20 @@ command exits non-zero when a client stopped or a text differs.`,
   shoal replay text trace.json --doc notes --addr 127.0.0.1:8081,127.0.0.1:8082
   shoal replay text ../shared/data/seph-blog1.json.gz --docs 64 --limit 2000`,
 		Args: cobra.ExactArgs(1),
+		PreRunE: func(*cobra.Command, []string) error {
+			return firstError(checkInt("clients", opts.Clients, 1, maxConcurrency),
+				checkAtLeast("block", opts.Block, 1),
+				checkInt("docs", opts.Docs, 1, maxConcurrency),
+				checkAtLeast("limit", limit, 0))
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			c, err := clientForAddrs(addrs)
 			if err != nil {
+				return err
+			}
+			if err := probeCluster(ctx, addrs); err != nil {
 				return err
 			}
 
@@ -90,13 +99,13 @@ command exits non-zero when a client stopped or a text differs.`,
 	flags.StringVar(&opts.Doc, "doc", "",
 		"document `ID` to replay into; it must have no ops (default replay-FILE-RANDOM)")
 	flags.IntVar(&opts.Clients, "clients", 1,
-		"clients typing a sequential trace, dealt to the nodes in turn")
+		"clients typing a sequential trace, dealt to the nodes in turn (1-1000)")
 	flags.IntVar(&opts.Block, "block", replay.DefaultTextBlock,
-		"consecutive transactions a client types before the next takes over")
+		"consecutive transactions a client types before the next takes over (at least 1)")
 	flags.IntVar(&opts.Docs, "docs", 1,
-		"documents to replay the trace into at once (ids DOC-1, DOC-2, ...)")
+		"documents to replay the trace into at once (ids DOC-1, DOC-2, ...; 1-1000)")
 	flags.IntVar(&limit, "limit", 0,
-		"replay only the first `N` transactions of a sequential trace")
+		"replay only the first `N` transactions of a sequential trace (0: all)")
 	flags.BoolVar(&noProgress, "no-progress", false, "do not show progress on stderr")
 
 	replayCmd.AddCommand(textCmd)
