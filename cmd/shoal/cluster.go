@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
-	"net"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -466,9 +466,13 @@ func checkFlagsAgainstDir(cmd *cobra.Command, dir string, cfg cluster.Config) er
 	if len(clash) == 0 {
 		return nil
 	}
+	them := "them"
+	if len(clash) == 1 {
+		them = "it"
+	}
 	return fmt.Errorf("%s; its nodes keep what they were created with, so %s cannot apply. "+
-		"Leave the flag out to start that cluster again, or give a new --dir for a new "+
-		"cluster", holds, strings.Join(clash, " and "))
+		"Leave %s out to start that cluster again, or give a new --dir for a new cluster",
+		holds, strings.Join(clash, " and "), them)
 }
 
 // watchRedis reports the Redis that `cluster up` started exiting before
