@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/shoal-db/shoal/fsm"
 	"github.com/shoal-db/shoal/internal/addr"
@@ -40,13 +41,15 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
 // {"id": "n4", "http": "127.0.0.1:8084", "raft": "127.0.0.1:9084"}.
 func (s *Server) joinNode(w http.ResponseWriter, r *http.Request) {
 	var m fsm.Member
-	if err := decodeBody(r, &m); err != nil {
+	if err := s.decodeBody(w, r, &m); err != nil {
 		writeError(w, err)
 		return
 	}
 	var err error
-	if m.ID == "" || strings.ContainsAny(m.ID, "/ \t\n") || len(m.ID) > 64 {
-		writeError(w, badRequest("id %q: want 1-64 characters without '/' or spaces", m.ID))
+	if m.ID == "" || strings.ContainsAny(m.ID, "/ ") || len(m.ID) > 64 ||
+		strings.ContainsFunc(m.ID, unicode.IsControl) {
+		writeError(w, badRequest("id %q: want 1-64 characters without '/', spaces or "+
+			"control characters", m.ID))
 		return
 	}
 	if m.HTTP, err = addr.Normalize(m.HTTP); err != nil {
@@ -79,7 +82,7 @@ func (s *Server) transferLeader(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		ID string `json:"id"`
 	}
-	if err := decodeBody(r, &body); err != nil && !errors.Is(err, io.EOF) &&
+	if err := s.decodeBody(w, r, &body); err != nil && !errors.Is(err, io.EOF) &&
 		!isEmptyBody(err) {
 		writeError(w, err)
 		return

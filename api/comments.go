@@ -74,9 +74,9 @@ type threadReply struct {
 
 // createCommentBody is the body of POST /v1/threads/{thread}/comments.
 type createCommentBody struct {
-	Parent string `json:"parent"`
-	Author string `json:"author"`
-	Body   string `json:"body"`
+	Parent *string `json:"parent"` // absent for a top-level comment
+	Author string  `json:"author"`
+	Body   string  `json:"body"`
 }
 
 // editCommentBody is the body of PATCH /v1/comments/{id}.
@@ -104,8 +104,12 @@ type likeBody struct {
 
 func (s *Server) createComment(w http.ResponseWriter, r *http.Request) {
 	var body createCommentBody
-	if err := decodeBody(r, &body); err != nil {
+	if err := s.decodeBody(w, r, &body); err != nil {
 		writeError(w, err)
+		return
+	}
+	if body.Parent != nil && *body.Parent == "" {
+		writeError(w, badRequest(`"parent" is empty; leave it out for a top-level comment`))
 		return
 	}
 	author, err := actingUser(r, "author", body.Author)
@@ -113,9 +117,13 @@ func (s *Server) createComment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	var parent string
+	if body.Parent != nil {
+		parent = *body.Parent
+	}
 	cmd := comments.CreateCommand{
 		Thread: r.PathValue("thread"),
-		Parent: body.Parent,
+		Parent: parent,
 		Author: author,
 		Body:   body.Body,
 	}
@@ -124,7 +132,7 @@ func (s *Server) createComment(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) editComment(w http.ResponseWriter, r *http.Request) {
 	var body editCommentBody
-	if err := decodeBody(r, &body); err != nil {
+	if err := s.decodeBody(w, r, &body); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -141,7 +149,7 @@ func (s *Server) deleteComment(w http.ResponseWriter, r *http.Request) {
 	// The author comes from ?author=, a JSON body, or both if they agree.
 	author := r.URL.Query().Get("author")
 	var body deleteCommentBody
-	if err := decodeBody(r, &body); err != nil && !isEmptyBody(err) {
+	if err := s.decodeBody(w, r, &body); err != nil && !isEmptyBody(err) {
 		writeError(w, err)
 		return
 	}
@@ -165,7 +173,7 @@ func (s *Server) deleteComment(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) voteComment(w http.ResponseWriter, r *http.Request) {
 	var body voteBody
-	if err := decodeBody(r, &body); err != nil {
+	if err := s.decodeBody(w, r, &body); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -184,7 +192,7 @@ func (s *Server) voteComment(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) likeComment(w http.ResponseWriter, r *http.Request) {
 	var body likeBody
-	if err := decodeBody(r, &body); err != nil {
+	if err := s.decodeBody(w, r, &body); err != nil {
 		writeError(w, err)
 		return
 	}

@@ -11,8 +11,8 @@ package api
 //	                          it, 413 for an op over text.MaxEditBytes
 //	GET  /v1/docs/{id}        {"id", "text", "rev", "index"}; 404 without
 //	                          ops; consistency and min_index apply
-//	GET  /v1/docs/{id}/ops    ?from=REV (default 0) &limit=N (default 1000,
-//	                          at most 10000; larger is cut to 10000) →
+//	GET  /v1/docs/{id}/ops    ?from=REV (default 0) &limit=N (1 to 10000,
+//	                          default 1000; outside that a 400) →
 //	                          {"ops": [{"rev", "op", "client", "seq",
 //	                          "time"}...], "rev": current}, the ops after
 //	                          REV in order; none if REV is at or past the
@@ -91,7 +91,7 @@ func (s *Server) submitDocOp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body submitDocBody
-	if err := decodeBody(r, &body); err != nil {
+	if err := s.decodeBody(w, r, &body); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -171,12 +171,12 @@ func (s *Server) listDocOps(w http.ResponseWriter, r *http.Request) {
 	limit := defaultOpsLimit
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			writeError(w, badRequest("limit %q: want a whole number from 1 to %d", v,
-				maxOpsLimit))
+		if err != nil || n < 1 || n > maxOpsLimit {
+			writeError(w, badRequest("limit %q: want a whole number from 1 to %d",
+				truncate(v, 32), maxOpsLimit))
 			return
 		}
-		limit = min(n, maxOpsLimit)
+		limit = n
 	}
 	if _, err := s.readBarrier(r); err != nil {
 		writeError(w, err)

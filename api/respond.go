@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/shoal-db/shoal/fsm"
@@ -103,18 +106,69 @@ func setIndex(w http.ResponseWriter, index uint64) {
 	w.Header().Set(HeaderIndex, strconv.FormatUint(index, 10))
 }
 
-// decodeBody decodes a JSON object strictly: valid UTF-8, no unknown
-// fields, nothing after the object.
-func decodeBody(r *http.Request, v any) error {
+// readBody reads the whole request body. It is the one place the API reads
+// a body, so its limits hold for every route: a body that does not arrive
+// within BodyReadTimeout is a 408, one over MaxBodyBytes a 413 (the
+// middleware's MaxBytesReader), and one that is cut short or badly framed
+// (a bad chunk, fewer bytes than its Content-Length) a 400. After any of
+// these the connection is closed, as its framing can no longer be trusted.
+// A body in a content coding other than identity is a 415: the API does not
+// decode compressed bodies, and reading one as plain JSON would be wrong.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if ce := r.Header.Values("Content-Encoding"); len(ce) > 0 &&
+		!(len(ce) == 1 && strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
+		return nil, errorf(http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"Content-Encoding %q is not supported; send the body uncompressed",
+			truncate(strings.Join(ce, ", "), 64))
+	}
+
+	// Not every ResponseWriter supports deadlines (a test recorder does
+	// not); the body is then read without one.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout))
 	body, err := io.ReadAll(r.Body)
+	if err == nil {
+		_ = rc.SetReadDeadline(time.Time{})
+		return body, nil
+	}
+
+	// NB: the deadline stays past due, or net/http, which drains what
+	// is left of a body after the handler, would wait on a stalled one.
+	_ = rc.SetReadDeadline(time.Now())
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, err
+	}
+	w.Header().Set("Connection", "close")
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, errorf(http.StatusRequestTimeout, "request_timeout",
+			"the request body did not arrive within %v", s.cfg.BodyReadTimeout)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, badRequest("the request body ended before its Content-Length (%d bytes)",
+			r.ContentLength)
+	}
+	return nil, badRequest("cannot read the request body (bad chunked encoding?): %v", err)
+}
+
+// decodeBody reads the request body (see readBody) and decodes it as a
+// JSON object strictly: valid UTF-8, an object and not another JSON value,
+// no unknown fields, nothing after the object. Every handler that takes a
+// body decodes it here.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	body, err := s.readBody(w, r)
 	if err != nil {
 		return err
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
 		return badRequest("request body is empty; want a JSON object")
 	}
 	if !utf8.Valid(body) {
 		return badRequest("request body is not valid UTF-8")
+	}
+	if trimmed[0] != '{' {
+		return badRequest("request body must be a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

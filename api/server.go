@@ -5,7 +5,9 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -44,6 +46,13 @@ type Config struct {
 	// MaxBodyBytes bounds a request body; larger ones get 413.
 	MaxBodyBytes int64
 
+	// BodyReadTimeout bounds the reading of a request body, from when a
+	// handler starts reading it; a body that has not fully arrived by then
+	// gets 408 and the connection is closed. Headers are bounded by the
+	// http.Server's ReadHeaderTimeout; responses are not bounded here, so
+	// event streams stay open.
+	BodyReadTimeout time.Duration
+
 	// Logger receives request errors at Debug and failures at Error.
 	Logger *slog.Logger
 
@@ -56,9 +65,11 @@ type Config struct {
 	HotTier *hottier.Tier
 }
 
-// DefaultConfig returns a Config with a 1 MiB body limit.
+// DefaultConfig returns a Config with a 1 MiB body limit and 30 seconds
+// to read a body.
 func DefaultConfig() Config {
-	return Config{MaxBodyBytes: 1 << 20, Logger: slog.Default()}
+	return Config{MaxBodyBytes: 1 << 20, BodyReadTimeout: 30 * time.Second,
+		Logger: slog.Default()}
 }
 
 // Server serves one node's HTTP API. It is safe for concurrent use.
@@ -80,6 +91,9 @@ func New(n *node.Node, cfg Config) *Server {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultConfig().MaxBodyBytes
+	}
+	if cfg.BodyReadTimeout <= 0 {
+		cfg.BodyReadTimeout = DefaultConfig().BodyReadTimeout
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
@@ -199,6 +213,10 @@ func (s *Server) withMiddleware(h http.Handler) http.Handler {
 				"escape such names (%%2E for '.')", escaped))
 			return
 		}
+		if n := len(r.Header.Values(HeaderUser)); n > 1 {
+			writeError(rec, badRequest("%s is given %d times; give it once", HeaderUser, n))
+			return
+		}
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(rec, r.Body, s.cfg.MaxBodyBytes)
 		}
@@ -237,13 +255,22 @@ func (r *statusRecorder) Flush() {
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // leaderOnly runs h on the leader: a follower passes the request to the
-// leader unchanged and relays its answer.
+// leader unchanged and relays its answer. The follower reads the body
+// first, so that a body it cannot read is the client's error (see
+// readBody) and not a leader that seems unreachable.
 func (s *Server) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.node.IsLeader() {
 			h(w, r)
 			return
 		}
+		body, err := s.readBody(w, r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		r.TransferEncoding = nil
 		_, leader, err := s.node.LeaderHTTP()
 		if err != nil || r.Header.Get(headerForwarded) != "" {
 			writeError(w, node.ErrNoLeader)

@@ -24,7 +24,7 @@ func (s *Server) putStock(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body putStockBody
-	if err := decodeBody(r, &body); err != nil {
+	if err := s.decodeBody(w, r, &body); err != nil {
 		writeError(w, err)
 		return
 	}
