@@ -206,7 +206,7 @@ func TestDocSubmitAndRead(t *testing.T) {
 	readPage("?from=3")
 	require.Empty(t, page.Ops)
 	require.Equal(t, uint64(3), page.Rev)
-	readPage("?from=99&limit=100000")
+	readPage("?from=99&limit=10000")
 	require.Empty(t, page.Ops)
 }
 
