@@ -7,7 +7,8 @@ package api
 //
 // Decisions of the HTTP layer:
 //
-//   - Thread names are any UTF-8 string of 1 to 256 bytes, sent
+//   - Thread names are any UTF-8 string of 1 to 256 bytes without
+//     control characters (fsm/comments checks names of new writes), sent
 //     path-escaped as one segment: "a b" as a%20b, "a/b" as a%2Fb. The
 //     mux matches the escaped path, so an escaped '/' stays in the
 //     segment and PathValue unescapes it. The names "." and ".." must be
