@@ -238,3 +238,29 @@ func lastField(line string) string {
 	fields := strings.Fields(line)
 	return fields[len(fields)-1]
 }
+
+// TestUpReportsItsRedisExiting checks that `cluster up` says so when the
+// redis-server it started dies, and stays quiet when it stops it itself.
+func TestUpReportsItsRedisExiting(t *testing.T) {
+	run := func(r *cluster.Redis, stopping chan struct{}) <-chan string {
+		done := make(chan string)
+		go func() {
+			var out bytes.Buffer
+			watchRedis(&out, r, "DIR/redis", stopping)
+			done <- out.String()
+		}()
+		return done
+	}
+
+	r := cluster.StartRedisTest(t)
+	out := run(r, make(chan struct{}))
+	r.Kill()
+	require.Contains(t, <-out, "redis-server on "+r.Addr()+" exited (see DIR/redis/redis.log)")
+
+	require.NoError(t, r.Start(context.Background()))
+	stopping := make(chan struct{})
+	out = run(r, stopping)
+	close(stopping)
+	r.Stop()
+	require.Empty(t, <-out)
+}

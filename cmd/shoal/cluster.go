@@ -107,6 +107,10 @@ back. Ctrl-C stops every node gracefully.`,
 	restart := &cobra.Command{
 		Use:     "restart ID",
 		Short:   "Start a stopped node of the local cluster again, with its data",
+		Long: `Start a stopped node of the local cluster again, with its data, while the
+"shoal cluster up" that runs the cluster watches it. Without that "up" the
+node would run alone, so restart refuses: run "shoal cluster up --dir DIR"
+to start the whole cluster again.`,
 		Example: "  shoal cluster restart n1",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -152,7 +156,7 @@ func clusterUp(out io.Writer, cfg cluster.Config) error {
 			"another cluster in a new --dir on other ports (--http-base, --raft-base)", err)
 	}
 	if err != nil {
-		return fmt.Errorf("%w; every process it started is stopped", err)
+		return fmt.Errorf("%w; the processes this command started are stopped", err)
 	}
 	defer func() {
 		fmt.Fprintln(out, "stopping the cluster ...")
