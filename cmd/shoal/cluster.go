@@ -105,8 +105,8 @@ back. Ctrl-C stops every node gracefully.`,
 		},
 	}
 	restart := &cobra.Command{
-		Use:     "restart ID",
-		Short:   "Start a stopped node of the local cluster again, with its data",
+		Use:   "restart ID",
+		Short: "Start a stopped node of the local cluster again, with its data",
 		Long: `Start a stopped node of the local cluster again, with its data, while the
 "shoal cluster up" that runs the cluster watches it. Without that "up" the
 node would run alone, so restart refuses: run "shoal cluster up --dir DIR"
