@@ -119,8 +119,8 @@ func sendRaw(t *testing.T, addr, head, body string, closeWrite bool) rawReply {
 }
 
 // brokenBodies are request bodies the server cannot read: a chunked body
-// with a bad chunk length, and one shorter than its Content-Length whose
-// sender then half-closes the connection.
+// with a bad chunk length, and one shorter than its Content-Length or cut
+// off inside its chunks, whose sender then half-closes the connection.
 var brokenBodies = []struct {
 	name         string
 	header, body string
@@ -128,10 +128,12 @@ var brokenBodies = []struct {
 }{
 	{"bad chunk", "Transfer-Encoding: chunked\r\n", "zz\r\n", false},
 	{"short body", "Content-Length: 100\r\n", `{"price":`, true},
+	{"cut chunked body", "Transfer-Encoding: chunked\r\n", "9\r\n{\"price\":", true},
 }
 
 // requireRawRejected checks that reply is status in the API's JSON error
-// shape with code, and that the server closed the connection.
+// shape with code and a message about the request body, and that the
+// server closed the connection.
 func requireRawRejected(t *testing.T, reply rawReply, status int, code, what string) {
 	t.Helper()
 	require.Equal(t, status, reply.status, "%s: %s", what, reply.body)
@@ -140,7 +142,7 @@ func requireRawRejected(t *testing.T, reply rawReply, status int, code, what str
 	}
 	require.NoError(t, json.Unmarshal(reply.body, &body), "%s: %s", what, reply.body)
 	require.Equal(t, code, body.Error.Code, "%s: %s", what, reply.body)
-	require.NotEmpty(t, body.Error.Message, what)
+	require.Contains(t, body.Error.Message, "request body", what)
 	require.Empty(t, reply.header.Get("Retry-After"), what)
 	require.True(t, reply.closed, "%s: the connection stayed open", what)
 }

@@ -144,9 +144,12 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 		return nil, errorf(http.StatusRequestTimeout, "request_timeout",
 			"the request body did not arrive within %v", s.cfg.BodyReadTimeout)
 	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) && r.ContentLength >= 0:
 		return nil, badRequest("the request body ended before its Content-Length (%d bytes)",
 			r.ContentLength)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, badRequest("the request body ended before its last chunk")
 	}
 	return nil, badRequest("cannot read the request body (bad chunked encoding?): %v", err)
 }
