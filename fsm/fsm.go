@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -120,6 +121,11 @@ type FSM struct {
 	mu      lock.Mutex
 	applied uint64
 	advance chan struct{} // closed and replaced whenever applied moves
+
+	// snapshots are the Raft snapshots taken and not yet released; Restore
+	// retires them (see Restore).
+	snapshotsMu lock.Mutex
+	snapshots   map[*snapshot]struct{}
 }
 
 // New returns an FSM over cfg.DB, resuming from the applied index stored
@@ -565,12 +571,28 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err := f.db.Sync(); err != nil {
 		return nil, fmt.Errorf("fsm: sync before snapshot: %w", err)
 	}
-	return &snapshot{snap: f.db.NewSnapshot()}, nil
+	snap := &snapshot{snap: f.db.NewSnapshot(), owner: f}
+	f.snapshotsMu.Lock()
+	if f.snapshots == nil {
+		f.snapshots = make(map[*snapshot]struct{})
+	}
+	f.snapshots[snap] = struct{}{}
+	f.snapshotsMu.Unlock()
+	return snap, nil
 }
 
 // Restore replaces the whole state with a snapshot stream.
+//
+// The state database swaps in the restored data only once no view of the
+// old data is open, and a Raft snapshot taken earlier is such a view. Raft
+// may hold one unpersisted while it waits for its main goroutine, the very
+// goroutine that waits here for the restore (a follower installing the
+// leader's snapshot while taking its own), so Restore first retires every
+// unpersisted snapshot: its Persist fails and Raft drops it. A snapshot
+// being persisted is waited for; that needs nothing from Raft.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	f.retireSnapshots()
 	if err := f.db.Restore(rc); err != nil {
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
@@ -607,12 +629,28 @@ func readApplied(r storage.Reader) (uint64, error) {
 // so a reader holding a snapshot knows exactly which index it reflects.
 func AppliedIndexIn(r storage.Reader) (uint64, error) { return readApplied(r) }
 
+// errSnapshotRetired is what Persist returns for a snapshot that Restore
+// retired before it was persisted.
+var errSnapshotRetired = errors.New("fsm: snapshot retired: the state was restored from another snapshot first")
+
 // snapshot streams a consistent Pebble snapshot to Raft's snapshot sink.
 type snapshot struct {
+	owner *FSM
+
+	// mu is held while the snapshot is persisted, so that retiring it
+	// waits for a Persist under way; snap is nil once released.
+	mu   sync.Mutex
 	snap *storage.Snapshot
 }
 
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	if s.snap == nil {
+		_ = sink.Cancel()
+		return errSnapshotRetired
+	}
 	if _, err := s.snap.WriteTo(sink); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("fsm: persist snapshot: %w", err)
@@ -620,4 +658,37 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 	return sink.Close()
 }
 
-func (s *snapshot) Release() { _ = s.snap.Close() }
+func (s *snapshot) Release() {
+	s.close()
+	s.owner.snapshotsMu.Lock()
+	delete(s.owner.snapshots, s)
+	s.owner.snapshotsMu.Unlock()
+}
+
+// close releases the Pebble snapshot, after any Persist under way.
+func (s *snapshot) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.snap != nil {
+		_ = s.snap.Close()
+		s.snap = nil
+	}
+}
+
+// retireSnapshots closes every Raft snapshot not yet released. The order
+// does not matter: nothing here reaches the state.
+func (f *FSM) retireSnapshots() {
+	f.snapshotsMu.Lock()
+	open := make([]*snapshot, 0, len(f.snapshots))
+	for snap := range f.snapshots {
+		open = append(open, snap)
+	}
+	f.snapshotsMu.Unlock()
+
+	for _, snap := range open {
+		snap.close()
+	}
+	if len(open) > 0 {
+		f.logger.Info("retired raft snapshots not yet persisted before a restore", "count", len(open))
+	}
+}

@@ -202,3 +202,49 @@ func TestIdempotencyKeyReusedForAnotherRequestIsAConflict(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "2", q.Price)
 }
+
+// TestRestoreRetiresUnpersistedSnapshot is the follower that installs the
+// leader's snapshot while Raft holds one of its own, unpersisted, waiting
+// for the goroutine that runs the restore. Restore must not wait for that
+// snapshot: it retires it, and its Persist then fails without writing.
+func TestRestoreRetiresUnpersistedSnapshot(t *testing.T) {
+	src, srcDB := openFSM(t, t.TempDir())
+	defer srcDB.Close()
+	at := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	src.ApplyBatch([]*raft.Log{entry(t, 1, put("LEAD", "2", at, ""))})
+	snap, err := src.Snapshot()
+	require.NoError(t, err)
+	sink := &memorySink{}
+	require.NoError(t, snap.Persist(sink))
+	snap.Release()
+
+	dst, dstDB := openFSM(t, t.TempDir())
+	defer dstDB.Close()
+	dst.ApplyBatch([]*raft.Log{entry(t, 1, put("OWN", "1", at, ""))})
+	own, err := dst.Snapshot()
+	require.NoError(t, err)
+
+	restored := make(chan error, 1)
+	go func() { restored <- dst.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))) }()
+	select {
+	case err := <-restored:
+		require.NoError(t, err)
+	case <-time.After(time.Minute):
+		t.Fatal("Restore is waiting for a snapshot that only its caller can release")
+	}
+	q, err := stocks.Get(dstDB, "LEAD")
+	require.NoError(t, err)
+	require.Equal(t, "2", q.Price)
+
+	late := &memorySink{}
+	require.Error(t, own.Persist(late), "a retired snapshot persists nothing")
+	require.Zero(t, late.Len())
+	own.Release()
+	own.Release()
+
+	// Snapshots taken after the restore work as before.
+	next, err := dst.Snapshot()
+	require.NoError(t, err)
+	require.NoError(t, next.Persist(&memorySink{}))
+	next.Release()
+}
