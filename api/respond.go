@@ -209,7 +209,7 @@ func (s *Server) readBarrier(r *http.Request) (uint64, error) {
 		}
 		minIndex = n
 	}
-	if level == node.Local && minIndex == 0 {
+	if level == node.Local && minIndex == 0 && s.node.Recovered() {
 		return s.node.AppliedIndex(), nil
 	}
 	return s.node.ReadBarrier(r.Context(), level, minIndex)

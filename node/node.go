@@ -89,6 +89,15 @@ type Node struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 
+	// restartFloor is the last index of the node's own Raft log when it
+	// started. Before a restart the node may have answered reads at up to
+	// that index, and its state database, written without fsync, can come
+	// back behind it after a kill. Until recovered, a local read is served
+	// as a strong one, so that a node never answers older than it did
+	// before it restarted; see Recovered.
+	restartFloor uint64
+	recovered    atomic.Bool
+
 	// closeOnce makes a second Close return the first one's error.
 	closeOnce sync.Once
 	closeErr  error
@@ -187,6 +196,9 @@ func (n *Node) open() error {
 		n.trans); err != nil {
 		return fmt.Errorf("node: start raft: %w", err)
 	}
+
+	n.restartFloor = n.raft.LastIndex()
+	n.recovered.Store(n.fsm.AppliedIndex() >= n.restartFloor)
 
 	switch {
 	case existing:
@@ -533,9 +545,14 @@ func (n *Node) ReadBarrier(
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ReadWaitTimeout)
 	defer cancel()
 
-	if level == Strong {
+	recovering := level == Local && !n.Recovered()
+	if level == Strong || recovering {
 		index, err := n.readIndex(ctx)
 		if err != nil {
+			if recovering {
+				return 0, fmt.Errorf("%w (restarted behind its own log: applied %d of %d)",
+					err, n.fsm.AppliedIndex(), n.restartFloor)
+			}
 			return 0, err
 		}
 		minIndex = max(minIndex, index)
@@ -544,7 +561,28 @@ func (n *Node) ReadBarrier(
 		return 0, fmt.Errorf("%w: waiting for index %d, applied %d", ErrTimeout, minIndex,
 			n.fsm.AppliedIndex())
 	}
+	if recovering {
+		// The leader's commit index covers whatever the node applied
+		// before it restarted, and the node has applied up to it.
+		n.recovered.Store(true)
+	}
 	return n.fsm.AppliedIndex(), nil
+}
+
+// Recovered reports whether a local read may be answered from the state
+// as it is: true unless the node restarted with its state behind its own
+// Raft log and has neither re-applied that log nor confirmed a read index
+// with the leader since. While false, ReadBarrier serves local reads as
+// strong ones.
+func (n *Node) Recovered() bool {
+	if n.recovered.Load() {
+		return true
+	}
+	if n.fsm.AppliedIndex() >= n.restartFloor {
+		n.recovered.Store(true)
+		return true
+	}
+	return false
 }
 
 // readIndex returns the index a linearizable read must wait for: the
