@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -44,6 +45,17 @@ func pebbleOptions(logger *slog.Logger, cacheSize int64) *pebble.Options {
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             NewPebbleLogger(logger),
 	}
+}
+
+// openError describes a failure to open the Pebble database in dir. A
+// lock held by another process (EAGAIN from flock) gets a message that
+// says so instead of "resource temporarily unavailable".
+func openError(what, dir string, err error) error {
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
+		return fmt.Errorf("storage: %s %s is in use by another process "+
+			"(is a node already running on this data directory?): %w", what, dir, err)
+	}
+	return fmt.Errorf("storage: open %s %s: %w", what, dir, err)
 }
 
 // get returns a copy of the value under key in r, or ErrNotFound. The copy

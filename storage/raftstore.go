@@ -46,7 +46,7 @@ var (
 func OpenRaftStore(dir string, logger *slog.Logger) (*RaftStore, error) {
 	db, err := pebble.Open(dir, pebbleOptions(logger, raftCacheSize))
 	if err != nil {
-		return nil, fmt.Errorf("storage: open raft database %s: %w", dir, err)
+		return nil, openError("raft database", dir, err)
 	}
 
 	logger.With("component", "storage").Info("opened raft database", "dir", dir)

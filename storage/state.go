@@ -58,7 +58,7 @@ func OpenState(dir string, logger *slog.Logger) (*StateDB, error) {
 	opts := pebbleOptions(logger, stateCacheSize)
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
-		return nil, fmt.Errorf("storage: open state database %s: %w", dir, err)
+		return nil, openError("state database", dir, err)
 	}
 
 	s := &StateDB{dir: dir, opts: opts, logger: logger.With("component", "storage"), db: db}

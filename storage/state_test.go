@@ -1,9 +1,14 @@
 package storage
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -169,4 +174,41 @@ func TestPebbleLogger(t *testing.T) {
 	require.Contains(t, out.String(), `msg="disk slow"`)
 
 	require.Panics(t, func() { logger.Fatalf("corrupt") })
+}
+
+// A data directory that another process holds open is named as in use,
+// not as "resource temporarily unavailable". The other process is this
+// test binary run again, holding the database until its stdin closes.
+func TestOpenStateInUseSaysSo(t *testing.T) {
+	if dir := os.Getenv("SHOAL_TEST_HOLD_STATE"); dir != "" {
+		db, err := OpenState(dir, discardLogger())
+		if err != nil {
+			fmt.Println("open:", err)
+			os.Exit(1)
+		}
+		fmt.Println("holding")
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		_ = db.Close()
+		os.Exit(0)
+	}
+
+	dir := t.TempDir()
+	holder := exec.Command(os.Args[0], "-test.run=^TestOpenStateInUseSaysSo$")
+	holder.Env = append(os.Environ(), "SHOAL_TEST_HOLD_STATE="+dir)
+	stdin, err := holder.StdinPipe()
+	require.NoError(t, err)
+	stdout, err := holder.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, holder.Start())
+	defer func() {
+		_ = stdin.Close()
+		_ = holder.Wait()
+	}()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "holding\n", line)
+
+	_, err = OpenState(dir, discardLogger())
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "in use by another process")
 }

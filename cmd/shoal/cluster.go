@@ -94,7 +94,7 @@ back. Ctrl-C stops every node gracefully.`,
 		Use:     "kill ID",
 		Short:   "kill -9 one node of the local cluster",
 		Example: "  shoal cluster kill n1",
-		Args:    cobra.ExactArgs(1),
+		Args:    oneNodeID,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := cluster.SignalMember(dir, args[0], syscall.SIGKILL)
 			if err != nil {
@@ -112,7 +112,7 @@ back. Ctrl-C stops every node gracefully.`,
 node would run alone, so restart refuses: run "shoal cluster up --dir DIR"
 to start the whole cluster again.`,
 		Example: "  shoal cluster restart n1",
-		Args:    cobra.ExactArgs(1),
+		Args:    oneNodeID,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := cluster.StartDetached(dir, args[0])
 			if err != nil {
@@ -126,9 +126,22 @@ to start the whole cluster again.`,
 	rootCmd.AddCommand(clusterCmd)
 }
 
+// oneNodeID accepts exactly one argument, the id of a node.
+func oneNodeID(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%s needs the id of one node, such as n1 "+
+			"(shoal cluster status lists them); got %d arguments", cmd.CommandPath(), len(args))
+	}
+	return nil
+}
+
 func clusterUp(out io.Writer, cfg cluster.Config) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// With stdout a pipe whose reader has gone (| head), a write would
+	// kill the process by SIGPIPE and leave its nodes running; ignored,
+	// the write fails and the shutdown below still stops them.
+	signal.Ignore(syscall.SIGPIPE)
 
 	out = &syncWriter{w: out}
 
