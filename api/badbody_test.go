@@ -314,6 +314,10 @@ func TestIdentifiersAndBodiesAreCheckedConsistently(t *testing.T) {
 	commentPath := "/v1/comments/" + comment.ID
 	gzip := http.Header{"Content-Encoding": {"gzip"}}
 	twoUsers := http.Header{api.HeaderUser: {"ann", "bob"}}
+	twoKeys := http.Header{api.HeaderIdempotencyKey: {"k2", "k3"}}
+	// What net/http makes of a header sent as "Name: ".
+	emptyKey := http.Header{api.HeaderIdempotencyKey: {""}}
+	emptyUser := http.Header{api.HeaderUser: {""}}
 
 	for i, tc := range []struct {
 		method, path, body string
@@ -363,6 +367,25 @@ func TestIdentifiersAndBodiesAreCheckedConsistently(t *testing.T) {
 
 		{"POST", "/v1/threads/t/comments", `{"body": "b"}`, twoUsers, 400, "given 2 times"},
 		{"PUT", "/v1/stocks/AAPL", `{"price": "1"}`, twoUsers, 400, "given 2 times"},
+		{"PUT", "/v1/stocks/AAPL", `{"price": "1"}`, twoKeys, 400,
+			"Idempotency-Key is given 2 times"},
+		{"POST", "/v1/docs/d/ops", `{"rev": 1, "client": "c", "seq": 2, "op": [1, "b"]}`,
+			twoKeys, 400, "Idempotency-Key is given 2 times"},
+		{"POST", "/v1/threads/t/comments", `{"author": "ann", "body": "b"}`, twoKeys, 400,
+			"Idempotency-Key is given 2 times"},
+		{"GET", "/v1/docs/d/events", ``, http.Header{"Last-Event-Id": {"0", "1"}}, 400,
+			"Last-Event-ID is given 2 times"},
+		{"PUT", "/v1/stocks/AAPL", `{"price": "1"}`, emptyKey, 400,
+			"Idempotency-Key must not be empty; leave the header out"},
+		{"POST", commentPath + "/likes", `{"user": "bob", "like": true}`, emptyKey, 400,
+			"Idempotency-Key must not be empty"},
+		{"POST", "/v1/threads/t/comments", `{"author": "ann", "body": "b"}`, emptyUser, 400,
+			"X-Shoal-User must not be empty; leave the header out"},
+		{"PATCH", commentPath, `{"author": "ann", "body": "c"}`, emptyUser, 400,
+			"X-Shoal-User must not be empty"},
+
+		{"POST", "/v1/cluster/leader", `{"id": ""}`, nil, 400,
+			"leave id out to let the cluster choose"},
 	} {
 		name := fmt.Sprintf("#%d %s %s %.60q", i, tc.method, tc.path, tc.body)
 		index, digest := in.state(t)
@@ -389,9 +412,112 @@ func TestIdentifiersAndBodiesAreCheckedConsistently(t *testing.T) {
 			http.Header{"Content-Encoding": {"identity"}}, 200},
 		{"POST", "/v1/threads/t/comments", `{"body": "b"}`,
 			http.Header{api.HeaderUser: {"ann"}}, 201},
+		// Content-Encoding is a list whose empty elements are ignored: an
+		// empty one names no coding, like identity.
+		{"PUT", "/v1/stocks/AAPL", `{"price": "2"}`,
+			http.Header{"Content-Encoding": {""}}, 200},
+		{"PUT", "/v1/stocks/AAPL", `{"price": "3"}`,
+			http.Header{"Content-Encoding": {"identity, "}}, 200},
+		{"PUT", "/v1/stocks/AAPL", `{"price": "4"}`,
+			http.Header{api.HeaderIdempotencyKey: {"k2"}}, 200},
+		{"GET", "/v1/docs/d/ops", ``, http.Header{"Last-Event-Id": {""}}, 200},
 	} {
 		rec := in.do(tc.method, tc.path, []byte(tc.body), tc.header)
 		require.Equal(t, tc.want, rec.Code, "#%d %s %s: %s", i, tc.method, tc.path,
 			rec.Body.String())
+	}
+}
+
+// TestHeaderMistakesOverTheWire sends, over a raw connection to a real
+// server, headers as a client writes them by hand: a header present with
+// no value, one given twice, an empty Content-Encoding, and bodies whose
+// declared Content-Length is over the limit, with and without Expect:
+// 100-continue. Each mistake is a 4xx in the JSON error shape that says
+// what is wrong and changes nothing; an oversize body is refused from its
+// Content-Length, with no 100 Continue and without waiting for the body.
+func TestHeaderMistakesOverTheWire(t *testing.T) {
+	server := nodetest.Start(t, nodetest.Config{Domains: map[fsm.DomainID]fsm.Domain{
+		fsm.DomainStocks:   stocks.Domain{},
+		fsm.DomainText:     text.NewDomain(text.Config{}),
+		fsm.DomainComments: comments.New(),
+	}})
+	in := &inputNode{node: server.Node, handler: server.Handler}
+	rec := in.do("POST", "/v1/docs/d/ops", []byte(`{"rev": 0, "client": "c", "seq": 1, `+
+		`"op": ["a"]}`), nil)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	stock := `{"price": "1"}`
+	withBody := func(body string) string {
+		return fmt.Sprintf("Content-Length: %d\r\n", len(body))
+	}
+
+	for i, tc := range []struct {
+		route, header, body string
+		status              int
+		code, says          string
+	}{
+		{"PUT /v1/stocks/AAPL", "Idempotency-Key: \r\n", stock, 400, fsm.CodeInvalid,
+			"Idempotency-Key must not be empty"},
+		{"PUT /v1/stocks/AAPL", "Idempotency-Key:\r\n", stock, 400, fsm.CodeInvalid,
+			"Idempotency-Key must not be empty"},
+		{"PUT /v1/stocks/AAPL", "Idempotency-Key: k2\r\nIdempotency-Key: k3\r\n", stock, 400,
+			fsm.CodeInvalid, "Idempotency-Key is given 2 times"},
+		{"POST /v1/threads/t/comments", "X-Shoal-User: \r\n", `{"author": "ann", "body": "b"}`,
+			400, fsm.CodeInvalid, "X-Shoal-User must not be empty"},
+		{"GET /v1/docs/d/events", "Last-Event-ID: 0\r\nLast-Event-ID: 1\r\n", ``, 400,
+			fsm.CodeInvalid, "Last-Event-ID is given 2 times"},
+		{"POST /v1/cluster/leader", "", `{"id": ""}`, 400, fsm.CodeInvalid,
+			"leave id out to let the cluster choose"},
+	} {
+		what := fmt.Sprintf("#%d %s %q", i, tc.route, tc.header)
+		index, digest := in.state(t)
+		head := tc.route + " HTTP/1.1\r\nHost: shoal\r\n" + tc.header + withBody(tc.body)
+		reply := sendRaw(t, server.Addr, head, tc.body, true)
+		require.Equal(t, tc.status, reply.status, "%s: %s", what, reply.body)
+		var body struct {
+			Error struct{ Code, Message string }
+		}
+		require.NoError(t, json.Unmarshal(reply.body, &body), "%s: %s", what, reply.body)
+		require.Equal(t, tc.code, body.Error.Code, what)
+		require.Contains(t, body.Error.Message, tc.says, what)
+		afterIndex, afterDigest := in.state(t)
+		require.Equal(t, index, afterIndex, "%s changed the applied index", what)
+		require.Equal(t, digest, afterDigest, "%s changed the state", what)
+	}
+
+	// A body declared over the limit is refused before it is read: the
+	// reply is the first thing the server sends, not 100 Continue, and it
+	// comes although no byte of the body is sent and the connection stays
+	// open (reading would wait for the body timeout instead).
+	for _, route := range []string{
+		"PUT /v1/stocks/AAPL",
+		"POST /v1/docs/d/ops",
+		"POST /v1/threads/t/comments",
+		"POST /v1/cluster/nodes",
+		"POST /v1/cluster/leader",
+	} {
+		for _, expect := range []string{"Expect: 100-continue\r\n", ""} {
+			what := route + " declaring 2000000 bytes, " + expect
+			index, digest := in.state(t)
+			head := route + " HTTP/1.1\r\nHost: shoal\r\n" + expect +
+				"Content-Length: 2000000\r\n"
+			reply := sendRaw(t, server.Addr, head, "", false)
+			requireRawRejected(t, reply, http.StatusRequestEntityTooLarge, fsm.CodeTooLarge,
+				what)
+			afterIndex, afterDigest := in.state(t)
+			require.Equal(t, index, afterIndex, "%s changed the applied index", what)
+			require.Equal(t, digest, afterDigest, "%s changed the state", what)
+		}
+	}
+
+	// Without the faults, the same requests go through; an empty
+	// Content-Encoding names no coding.
+	for i, tc := range []struct{ route, header, body string }{
+		{"PUT /v1/stocks/AAPL", "Idempotency-Key: k2\r\n", stock},
+		{"PUT /v1/stocks/AAPL", "Content-Encoding: \r\n", `{"price": "2"}`},
+		{"POST /v1/threads/t/comments", "X-Shoal-User: ann\r\n", `{"body": "b"}`},
+	} {
+		head := tc.route + " HTTP/1.1\r\nHost: shoal\r\n" + tc.header + withBody(tc.body)
+		reply := sendRaw(t, server.Addr, head, tc.body, true)
+		require.Less(t, reply.status, 300, "#%d %s %q: %s", i, tc.route, tc.header, reply.body)
 	}
 }

@@ -77,18 +77,26 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) {
 }
 
 // transferLeader hands leadership over: POST /v1/cluster/leader with an
-// optional body {"id": "n2"}.
+// optional body {"id": "n2"}. Without a body or an id the cluster chooses;
+// an explicit empty id is a 400, not taken for "any".
 func (s *Server) transferLeader(w http.ResponseWriter, r *http.Request) {
 	var body struct {
-		ID string `json:"id"`
+		ID *string `json:"id"`
 	}
 	if err := s.decodeBody(w, r, &body); err != nil && !errors.Is(err, io.EOF) &&
 		!isEmptyBody(err) {
 		writeError(w, err)
 		return
 	}
+	var id string
+	if body.ID != nil {
+		if id = *body.ID; id == "" {
+			writeError(w, badRequest(`id is empty; leave id out to let the cluster choose`))
+			return
+		}
+	}
 	from := s.node.ID()
-	if err := s.node.TransferLeadership(r.Context(), body.ID); err != nil {
+	if err := s.node.TransferLeadership(r.Context(), id); err != nil {
 		writeError(w, err)
 		return
 	}

@@ -352,8 +352,15 @@ func (s *Server) docEvents(w http.ResponseWriter, r *http.Request) {
 
 // streamStart returns the revision a stream resumes after, and whether the
 // request named one.
+//
+// Last-Event-ID given twice is a 400; given empty it is ignored, as an
+// event source whose last event id was reset to "" may send it so.
 func streamStart(r *http.Request) (uint64, bool, error) {
-	if v := r.Header.Get("Last-Event-ID"); v != "" {
+	v, err := singleHeader(r, "Last-Event-ID", true)
+	if err != nil {
+		return 0, false, err
+	}
+	if v != "" {
 		rev, err := parseRev(v, "Last-Event-ID")
 		return rev, true, err
 	}

@@ -112,14 +112,25 @@ func setIndex(w http.ResponseWriter, index uint64) {
 // middleware's MaxBytesReader), and one that is cut short or badly framed
 // (a bad chunk, fewer bytes than its Content-Length) a 400. After any of
 // these the connection is closed, as its framing can no longer be trusted.
+// A body whose declared Content-Length is already over MaxBodyBytes is a 413
+// before anything is read, so a client that sent Expect: 100-continue gets
+// no 100 Continue and need not send the body.
 // A body in a content coding other than identity is a 415: the API does not
 // decode compressed bodies, and reading one as plain JSON would be wrong.
+// Content-Encoding is a list (RFC 9110): its empty elements are ignored, so
+// an empty Content-Encoding, like "identity", means no coding.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if ce := r.Header.Values("Content-Encoding"); len(ce) > 0 &&
-		!(len(ce) == 1 && strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
+	if ce := r.Header.Values("Content-Encoding"); !identityCoding(ce) {
 		return nil, errorf(http.StatusUnsupportedMediaType, "unsupported_media_type",
 			"Content-Encoding %q is not supported; send the body uncompressed",
 			truncate(strings.Join(ce, ", "), 64))
+	}
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		// The body is not read, so the connection cannot be reused.
+		w.Header().Set("Connection", "close")
+		return nil, errorf(http.StatusRequestEntityTooLarge, fsm.CodeTooLarge,
+			"request body is larger than %d bytes (Content-Length is %d)",
+			s.cfg.MaxBodyBytes, r.ContentLength)
 	}
 
 	// Not every ResponseWriter supports deadlines (a test recorder does
@@ -152,6 +163,39 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 		return nil, badRequest("the request body ended before its last chunk")
 	}
 	return nil, badRequest("cannot read the request body (bad chunked encoding?): %v", err)
+}
+
+// singleHeader returns the value of the request header name, "" when it is
+// absent. A header given more than once is a 400, as is one present with
+// an empty value unless emptyOK: a client that sends an empty
+// Idempotency-Key or X-Shoal-User most likely meant one, and is told to
+// leave the header out rather than have it silently ignored. (net/http
+// gives a header sent as "Name: " as the value "", and trims the blanks
+// around a value.)
+func singleHeader(r *http.Request, name string, emptyOK bool) (string, error) {
+	values := r.Header.Values(name)
+	switch {
+	case len(values) > 1:
+		return "", badRequest("%s is given %d times; give it once", name, len(values))
+	case len(values) == 0:
+		return "", nil
+	case values[0] == "" && !emptyOK:
+		return "", badRequest("%s must not be empty; leave the header out instead", name)
+	}
+	return values[0], nil
+}
+
+// identityCoding reports whether the Content-Encoding header values ce name
+// no content coding: every element of the list is "identity" or empty.
+func identityCoding(ce []string) bool {
+	for _, v := range ce {
+		for _, coding := range strings.Split(v, ",") {
+			if c := strings.TrimSpace(coding); c != "" && !strings.EqualFold(c, "identity") {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // decodeBody reads the request body (see readBody) and decodes it as a
@@ -218,6 +262,7 @@ func (s *Server) readBarrier(r *http.Request) (uint64, error) {
 // propose commits cmd with the request's idempotency key and returns the
 // state machine's result; a rejection comes back as an error.
 func (s *Server) propose(r *http.Request, cmd fsm.Command) (*fsm.Result, error) {
+	// The middleware has refused the key given twice or empty.
 	cmd.IdempotencyKey = r.Header.Get(HeaderIdempotencyKey)
 	if len(cmd.IdempotencyKey) > 128 {
 		return nil, badRequest("Idempotency-Key is longer than 128 bytes")

@@ -181,7 +181,9 @@ func (s *Server) Handler() http.Handler {
 }
 
 // withMiddleware wraps h with, outermost first: panic recovery, metrics,
-// the node headers, the body limit and identity resolution.
+// the node headers, the checks of the path and of the X-Shoal-User and
+// Idempotency-Key headers (each at most once and not empty), the body limit
+// and identity resolution.
 func (s *Server) withMiddleware(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -213,9 +215,11 @@ func (s *Server) withMiddleware(h http.Handler) http.Handler {
 				"escape such names (%%2E for '.')", escaped))
 			return
 		}
-		if n := len(r.Header.Values(HeaderUser)); n > 1 {
-			writeError(rec, badRequest("%s is given %d times; give it once", HeaderUser, n))
-			return
+		for _, name := range []string{HeaderUser, HeaderIdempotencyKey} {
+			if _, err := singleHeader(r, name, false); err != nil {
+				writeError(rec, err)
+				return
+			}
 		}
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(rec, r.Body, s.cfg.MaxBodyBytes)
@@ -296,7 +300,8 @@ func (s *Server) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
 }
 
 // Identity is who is making a request. Today it is whatever the caller
-// names in the X-Shoal-User header (empty when absent); authentication
+// names in the X-Shoal-User header (empty when absent; the middleware
+// refuses the header given twice or empty); authentication
 // replaces resolveIdentity and nothing else.
 type Identity struct {
 	User string
