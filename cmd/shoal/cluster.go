@@ -192,8 +192,8 @@ func clusterUp(out io.Writer, cfg cluster.Config) error {
 	members := c.Members()
 	self := shellPath(os.Args[0])
 	fmt.Fprintf(out, "\nready. Try, in another terminal:\n"+
-		"  curl -X PUT http://%s/v1/stocks/AAPL -d '{\"price\": \"116.03\"}'\n"+
-		"  curl http://%s/v1/stocks/AAPL\n"+
+		"  curl -X PUT http://%s/v1/stocks/DEMO -d '{\"price\": \"116.03\"}'\n"+
+		"  curl http://%s/v1/stocks/DEMO\n"+
 		"  %s cluster status --dir %s\n"+
 		"  %s cluster kill %s --dir %s    (kill -9 the leader; watch the failover here)\n"+
 		"Ctrl-C stops the cluster; its data stays in %s.\n\n",
