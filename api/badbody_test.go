@@ -521,3 +521,37 @@ func TestHeaderMistakesOverTheWire(t *testing.T) {
 		require.Less(t, reply.status, 300, "#%d %s %q: %s", i, tc.route, tc.header, reply.body)
 	}
 }
+
+// TestRefusedBeforeBodyIsRead sends requests that are refused before their
+// body is read (a bad query parameter, an unknown route, a wrong method, a
+// compressed body) and holds the body back, as a client that sent
+// Expect: 100-continue does. Each must be answered at once and the
+// connection closed: net/http would otherwise read the rest of the body
+// before replying, with no deadline, and never reply.
+func TestRefusedBeforeBodyIsRead(t *testing.T) {
+	server := nodetest.Start(t, nodetest.Config{Domains: map[fsm.DomainID]fsm.Domain{
+		fsm.DomainStocks: stocks.Domain{},
+	}})
+	addr := server.Addr
+	before := server.Node.AppliedIndex()
+
+	for _, tc := range []struct {
+		request, extra string
+		status         int
+	}{
+		{"PUT /v1/stocks/X1?bogus=1", "", http.StatusBadRequest},
+		{"POST /v1/nope", "", http.StatusNotFound},
+		{"POST /v1/stocks/X2", "", http.StatusMethodNotAllowed},
+		{"PUT /v1/stocks/X3", "Content-Encoding: gzip\r\n", http.StatusUnsupportedMediaType},
+		{"PUT /v1/stocks/X4?bogus=1", "Expect: 100-continue\r\n", http.StatusBadRequest},
+		{"PUT /v1/stocks/X5", "Expect: 100-continue\r\nContent-Encoding: br\r\n",
+			http.StatusUnsupportedMediaType},
+	} {
+		head := tc.request + " HTTP/1.1\r\nHost: x\r\n" + tc.extra + "Content-Length: 13\r\n"
+		reply := sendRaw(t, addr, head, "", false) // the body never comes
+		require.Equal(t, tc.status, reply.status, "%s: %s", tc.request, reply.body)
+		require.True(t, json.Valid(reply.body), "%s: %s", tc.request, reply.body)
+		require.True(t, reply.closed, "%s: the connection stayed open", tc.request)
+	}
+	require.Equal(t, before, server.Node.AppliedIndex(), "a refused request changed the state")
+}

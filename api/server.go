@@ -14,6 +14,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -188,6 +189,10 @@ func (s *Server) withMiddleware(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+			rec.body = &eofTracker{ReadCloser: r.Body}
+			r.Body = rec.body
+		}
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
@@ -229,30 +234,70 @@ func (s *Server) withMiddleware(h http.Handler) http.Handler {
 	})
 }
 
-// statusRecorder remembers the status a handler wrote, for metrics.
+// statusRecorder remembers the status a handler wrote, for metrics, and
+// closes the connection after a reply to a request whose body was not read
+// to its end (see closeIfBodyUnread).
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
 	wrote  bool
+
+	// body tracks the request body, nil for a request without one.
+	body *eofTracker
 }
 
 func (r *statusRecorder) WriteHeader(status int) {
 	if !r.wrote {
 		r.status, r.wrote = status, true
+		r.closeIfBodyUnread()
 	}
 	r.ResponseWriter.WriteHeader(status)
 }
 
 func (r *statusRecorder) Write(p []byte) (int, error) {
-	r.wrote = true
+	if !r.wrote {
+		r.WriteHeader(http.StatusOK)
+	}
 	return r.ResponseWriter.Write(p)
 }
 
 // Flush lets server-sent events through the recorder.
 func (r *statusRecorder) Flush() {
+	if !r.wrote {
+		r.WriteHeader(http.StatusOK)
+	}
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// closeIfBodyUnread closes the connection after this reply when the
+// request came with a body the handler did not read to its end (a request
+// refused before its body was read: a bad query, route, method or header).
+// Otherwise net/http reads the rest of the body, before the reply or
+// after it, with no deadline: a client that holds its body back, as one
+// that sent Expect: 100-continue does, would get no reply or keep the
+// connection for ever. The read deadline set in the past makes that read
+// fail at once.
+func (r *statusRecorder) closeIfBodyUnread() {
+	if r.body != nil && !r.body.eof.Load() {
+		r.Header().Set("Connection", "close")
+		_ = http.NewResponseController(r.ResponseWriter).SetReadDeadline(time.Now())
+	}
+}
+
+// eofTracker notes when a request body has been read to its end.
+type eofTracker struct {
+	io.ReadCloser
+	eof atomic.Bool
+}
+
+func (t *eofTracker) Read(p []byte) (int, error) {
+	n, err := t.ReadCloser.Read(p)
+	if err == io.EOF {
+		t.eof.Store(true)
+	}
+	return n, err
 }
 
 // Unwrap gives http.ResponseController the underlying writer.
