@@ -111,7 +111,8 @@ func setIndex(w http.ResponseWriter, index uint64) {
 // within BodyReadTimeout is a 408, one over MaxBodyBytes a 413 (the
 // middleware's MaxBytesReader), and one that is cut short or badly framed
 // (a bad chunk, fewer bytes than its Content-Length) a 400. After any of
-// these the connection is closed, as its framing can no longer be trusted.
+// these the middleware closes the connection, as it does after every reply
+// to a request whose body was not read to its end (closeIfBodyUnread).
 // A body whose declared Content-Length is already over MaxBodyBytes is a 413
 // before anything is read, so a client that sent Expect: 100-continue gets
 // no 100 Continue and need not send the body.
@@ -126,8 +127,6 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 			truncate(strings.Join(ce, ", "), 64))
 	}
 	if r.ContentLength > s.cfg.MaxBodyBytes {
-		// The body is not read, so the connection cannot be reused.
-		w.Header().Set("Connection", "close")
 		return nil, errorf(http.StatusRequestEntityTooLarge, fsm.CodeTooLarge,
 			"request body is larger than %d bytes (Content-Length is %d)",
 			s.cfg.MaxBodyBytes, r.ContentLength)
@@ -143,14 +142,10 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 		return body, nil
 	}
 
-	// NB: the deadline stays past due, or net/http, which drains what
-	// is left of a body after the handler, would wait on a stalled one.
-	_ = rc.SetReadDeadline(time.Now())
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return nil, err
 	}
-	w.Header().Set("Connection", "close")
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return nil, errorf(http.StatusRequestTimeout, "request_timeout",
 			"the request body did not arrive within %v", s.cfg.BodyReadTimeout)
